@@ -1,0 +1,27 @@
+// Every op of robustfast._C: its schema and its per-device kernels.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "robustfast.h"
+
+TORCH_LIBRARY(robustfast, m) {
+  m.def(
+      "pgd_step(Tensor x, Tensor grad, Tensor x0, Tensor active, Tensor alpha, Tensor eps, str norm, float lower, "
+      "float upper) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("pgd_step", &pgd_step_cpu); }
+
+#ifdef WITH_CUDA
+TORCH_LIBRARY_IMPL(robustfast, CUDA, m) { m.impl("pgd_step", &pgd_step_cuda); }
+#endif
+
+PYBIND11_MODULE(_C, m) {
+  m.def("with_cuda", []() {
+#ifdef WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  });
+}

@@ -1,0 +1,13 @@
+// Kernel entry points of robustfast._C, registered in ops.cpp.
+#pragma once
+#include <ATen/ATen.h>
+
+at::Tensor pgd_step_cpu(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,
+                        const at::Tensor& alpha, const at::Tensor& eps, c10::string_view norm, double lower,
+                        double upper);
+
+#ifdef WITH_CUDA
+at::Tensor pgd_step_cuda(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,
+                         const at::Tensor& alpha, const at::Tensor& eps, c10::string_view norm, double lower,
+                         double upper);
+#endif
