@@ -1,0 +1,4 @@
+"""Fused ops: each validates its inputs once, picks a backend through robustfast._backend, and runs."""
+from robustfast.ops.pgd_step import pgd_random_init, pgd_step
+
+__all__ = ["pgd_random_init", "pgd_step"]

@@ -7,7 +7,8 @@
     then δ = x' − x₀ projected onto the ε-ball (clip for L∞, rescale to ‖δ‖₂ ≤ ε for L2),
     x' = clamp(x₀ + δ, lower, upper), and samples whose `active` flag is off keep x.
 
-α and ε are per-sample tensors of shape (N,). The arithmetic runs in the dtype of `x`.
+α and ε are per-sample tensors of shape (N,). The arithmetic runs in float32 (float64 for float64 data) and
+rounds once to the dtype of `x`, as the kernels do: in half precision the gradient norm alone would overflow.
 """
 import torch
 
@@ -19,6 +20,9 @@ def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def pgd_step(x, grad, x0, active, alpha, eps, norm: str, lower: float, upper: float) -> torch.Tensor:
+    dtype = x.dtype
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    x, grad, x0 = x.to(compute), grad.to(compute), x0.to(compute)
     a, e = _per_sample(alpha, x), _per_sample(eps, x)
     if norm == "Linf":
         stepped = x + a * grad.sign()
@@ -34,7 +38,7 @@ def pgd_step(x, grad, x0, active, alpha, eps, norm: str, lower: float, upper: fl
     else:
         raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
     out = torch.clamp(x0 + delta, lower, upper)
-    return torch.where(_per_sample(active, x).bool(), out, x)
+    return torch.where(_per_sample(active, x).bool(), out, x).to(dtype)
 
 
 def pgd_random_init(x0, eps, norm: str, lower: float, upper: float, generator=None) -> torch.Tensor:

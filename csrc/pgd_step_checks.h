@@ -1,0 +1,70 @@
+// Argument checks of robustfast::pgd_step, shared by the CPU and the CUDA kernels.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace robustfast {
+
+enum class PgdNorm { Linf, L2 };
+
+// "torch.float32" rather than ATen's "Float", for messages.
+inline std::string pgd_step_dtype_name(at::ScalarType dtype) {
+  return "torch." + std::string(c10::getDtypeNames(dtype).first);
+}
+
+// The dtype in which the step is computed and in which alpha and eps are given.
+inline at::ScalarType pgd_step_opmath_dtype(at::ScalarType dtype) {
+  return dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// Checks every argument of pgd_step for a kernel running on `device_type` and returns the parsed norm.
+// Tensors must all live on x's device, be contiguous, and x, grad, x0 share shape and a floating dtype;
+// active is bool (N,), alpha and eps are (N,) in the opmath dtype (float64 for float64 x, else float32).
+inline PgdNorm check_pgd_step_args(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0,
+                                   const at::Tensor& active, const at::Tensor& alpha, const at::Tensor& eps,
+                                   c10::string_view norm, double lower, double upper,
+                                   c10::DeviceType device_type) {
+  const char* where = device_type == c10::DeviceType::CUDA ? "CUDA" : "CPU";
+  TORCH_CHECK(x.device().type() == device_type, "pgd_step (", where, " kernel): x must be a ", where,
+              " tensor, got one on ", x.device());
+  const auto check_tensor = [&](const at::Tensor& t, const char* name) {
+    TORCH_CHECK(t.device() == x.device(), "pgd_step: ", name, " must be on x's device (", x.device(),
+                "), got one on ", t.device());
+    TORCH_CHECK(t.is_contiguous(), "pgd_step: ", name, " must be contiguous (call .contiguous())");
+  };
+  check_tensor(x, "x");
+  TORCH_CHECK(x.dim() >= 1, "pgd_step: x must have a leading sample dimension, got a 0-d tensor");
+  const at::ScalarType dtype = x.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
+              "pgd_step: x must be float32, float64, float16 or bfloat16, got ", pgd_step_dtype_name(dtype));
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad, "grad"}, {x0, "x0"}}) {
+    check_tensor(t, name);
+    TORCH_CHECK(t.scalar_type() == dtype, "pgd_step: ", name, " must have x's dtype (", pgd_step_dtype_name(dtype),
+                "), got ", pgd_step_dtype_name(t.scalar_type()));
+    TORCH_CHECK(t.sizes() == x.sizes(), "pgd_step: ", name, " must have x's shape ", x.sizes(), ", got ",
+                t.sizes());
+  }
+  const int64_t n = x.size(0);
+  check_tensor(active, "active");
+  TORCH_CHECK(active.scalar_type() == at::kBool, "pgd_step: active must be a bool tensor, got ",
+              pgd_step_dtype_name(active.scalar_type()));
+  TORCH_CHECK(active.dim() == 1 && active.size(0) == n, "pgd_step: active must have shape (", n, ",), got ",
+              active.sizes());
+  const at::ScalarType op_dtype = pgd_step_opmath_dtype(dtype);
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{alpha, "alpha"}, {eps, "eps"}}) {
+    check_tensor(t, name);
+    TORCH_CHECK(t.scalar_type() == op_dtype, "pgd_step: ", name, " must be ", pgd_step_dtype_name(op_dtype),
+                " for x of dtype ", pgd_step_dtype_name(dtype), ", got ", pgd_step_dtype_name(t.scalar_type()));
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == n, "pgd_step: ", name, " must have shape (", n, ",), got ",
+                t.sizes());
+  }
+  TORCH_CHECK(lower < upper, "pgd_step: lower must be below upper, got lower=", lower, ", upper=", upper);
+  if (norm == "Linf") return PgdNorm::Linf;
+  if (norm == "L2") return PgdNorm::L2;
+  TORCH_CHECK(false, "pgd_step: norm must be 'Linf' or 'L2', got '", norm, "'");
+}
+
+}  // namespace robustfast

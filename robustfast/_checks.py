@@ -1,0 +1,82 @@
+"""Input checks shared by the ops and the algorithms: each failure is a ValueError naming the argument.
+
+Checks that would read tensor values on the host (and so synchronise a GPU) live in `check_images` alone,
+which algorithms call once per call, never inside a step loop.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+
+def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision kernels compute in: float64 for float64 data, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def check_float_tensor(t, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+
+
+def check_like(t, ref: torch.Tensor, name: str, ref_name: str) -> None:
+    check_float_tensor(t, name)
+    if t.shape != ref.shape:
+        raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}")
+    if t.dtype != ref.dtype:
+        raise ValueError(f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
+    if t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; move both to one device")
+
+
+def per_sample(v, n: int, name: str, dtype: torch.dtype, device: torch.device, minimum: float = 0.0):
+    """A number or a tensor of shape () or (n,) as a contiguous (n,) tensor of `dtype`."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        if not v >= minimum:  # also rejects NaN
+            raise ValueError(f"{name} must be >= {minimum}, got {v}")
+        return torch.full((n,), float(v), dtype=dtype, device=device)
+    if isinstance(v, torch.Tensor):
+        if v.dim() == 0:
+            v = v.expand(n)
+        if v.shape != (n,):
+            raise ValueError(f"{name} must be a number or a tensor of shape ({n},), got shape {tuple(v.shape)}")
+        if v.device != device:
+            raise ValueError(f"{name} is on {v.device} but the data is on {device}")
+        return v.to(dtype).contiguous()
+    raise ValueError(f"{name} must be a number or a tensor, got {type(v).__name__}")
+
+
+def check_bounds(lower: float, upper: float) -> None:
+    if not (float(lower) < float(upper)):
+        raise ValueError(f"lower must be < upper, got lower={lower}, upper={upper}")
+
+
+def check_images(images, name: str = "images", lower: float = 0.0, upper: float = 1.0) -> None:
+    """Float N×C×H×W, finite, within [lower, upper]. Reads values: call once, outside step loops."""
+    check_float_tensor(images, name)
+    if images.dim() != 4:
+        raise ValueError(f"{name} must be N×C×H×W (rank 4), got rank {images.dim()} with shape {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    lo, hi = images.min().item(), images.max().item()
+    if lo < lower or hi > upper:
+        raise ValueError(
+            f"{name} must lie in [{lower:g}, {upper:g}] (got [{lo:.4g}, {hi:.4g}]); pass raw images and put the "
+            "normalisation inside the model with robustfast.models.Normalized(model, mean, std)"
+        )
+
+
+def check_labels(labels, n: int, device: torch.device, name: str = "labels") -> None:
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one class index per image), got {tuple(labels.shape)}")
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name} must be an integer tensor of class indices, got dtype {labels.dtype}")
+    if labels.device != device:
+        raise ValueError(f"{name} is on {labels.device} but the images are on {device}")

@@ -1,0 +1,1 @@
+"""Benchmarks behind `robustfast bench`: timing, result files and tables."""
