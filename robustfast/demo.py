@@ -50,8 +50,7 @@ def run(epochs: int, device: str, out: str) -> dict:
     result = robust_accuracy(model, loader(test_set, batch_size=128), attack)
     print(f"PGD-{STEPS} L∞ ε=8/255: robust accuracy {100 * result['robust']:.2f}% on {result['n']} test images")
 
-    images = torch.stack([test_set[i][0] for i in range(128)]).to(dev)
-    labels = torch.stack([test_set[i][1] for i in range(128)]).to(dev)
+    images, labels = (t[:128].to(dev) for t in test_set.tensors)
     fast = _throughput(attack, images, labels, dev)
     model.eval()
     slow = _throughput(lambda x, y: pgd_attack(model, x, y, EPS, ALPHA, STEPS), images, labels, dev)

@@ -13,9 +13,7 @@ def trained():
     model = SmallCNN(num_classes=10, in_channels=1, width=16)
     train_classifier(model, digits("train"), epochs=6, batch_size=64, lr=0.05, progress=False)
     model.eval()
-    test = digits("test")
-    images = torch.stack([test[i][0] for i in range(len(test))])
-    labels = torch.stack([test[i][1] for i in range(len(test))])
+    images, labels = digits("test").tensors
     with torch.no_grad():
         correct = model(images).argmax(1) == labels
     assert correct.float().mean() > 0.9, "the victim must be accurate for success rates to mean anything"

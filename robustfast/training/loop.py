@@ -1,0 +1,230 @@
+"""Supervised training and evaluation loops for image classifiers."""
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from robustfast.training.checkpoint import (
+    load_checkpoint,
+    optimizer_from_checkpoint,
+    optimizer_to_checkpoint,
+    save_checkpoint,
+)
+
+SCHEDULES = ("cosine", "step", "constant")
+
+
+def lr_factor(schedule: str, t: float, epochs: int) -> float:
+    """The learning-rate multiplier at fractional epoch t (0 ≤ t < epochs).
+
+    cosine: ½(1 + cos(π t / epochs)), updated every batch; step: ×0.1 from epoch ⌈epochs/2⌉ and again from
+    epoch ⌈3·epochs/4⌉ (0-based, whole epochs); constant: 1.
+    """
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t / epochs))
+    if schedule == "step":
+        e = math.floor(t)
+        return 0.1 ** ((e >= 0.5 * epochs) + (e >= 0.75 * epochs))
+    return 1.0
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _resolve_device(model: nn.Module, device) -> torch.device:
+    device = _model_device(model) if device is None else torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _batches(data: Dataset, order: torch.Tensor, batch_size: int):
+    """(x, y) batches of `data` in `order`; TensorDatasets are sliced directly instead of item by item."""
+    if isinstance(data, TensorDataset):
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            yield tuple(t[idx] for t in data.tensors[:2])
+    else:
+        yield from DataLoader(data, batch_size=batch_size, sampler=order.tolist())
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffle of an epoch, a function of (seed, epoch) alone, so a resumed run sees the same order."""
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    return torch.randperm(n, generator=g)
+
+
+def _check(name: str, value, ok: bool, want: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_size: int = 128,
+                     lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
+                     schedule: str = "cosine", augment=None, checkpoint_dir=None, seed: int = 0, device=None,
+                     progress: bool = True, amp: bool = False, channels_last: bool = False,
+                     grad_clip: float | None = None) -> list[dict]:
+    """Train `model` in place with cross-entropy and SGD (no Nesterov); return the per-epoch history.
+
+    The history is a list of {"epoch", "loss", "acc", "lr", "seconds"} (train loss and accuracy over the
+    epoch, lr at its start), including epochs restored from a checkpoint. `augment(x)` maps a batch already
+    on `device` to an augmented batch. The shuffle order of each epoch depends only on (seed, epoch);
+    augment and dropout draw from torch's global RNG, seeded with `seed` inside a fork so the caller's RNG
+    is untouched.
+    With `checkpoint_dir`, a checkpoint (model, optimizer, epoch, RNG state, history) is written after every
+    epoch and a later call with the same directory resumes after the last finished epoch. The lr schedule is a
+    function of the epoch (see `lr_factor`), so it needs no state of its own. `amp` runs forward passes under
+    bf16 autocast; `grad_clip` clips the global gradient norm. `device` defaults to the model's device.
+    The model is left in the train/eval mode it came in.
+    """
+    _check("epochs", epochs, _is_int(epochs) and epochs >= 1, "an int >= 1")
+    _check("batch_size", batch_size, _is_int(batch_size) and batch_size >= 1, "an int >= 1")
+    _check("lr", lr, _is_real(lr) and lr > 0, "a finite number > 0")
+    _check("momentum", momentum, _is_real(momentum) and momentum >= 0, "a finite number >= 0")
+    _check("weight_decay", weight_decay, _is_real(weight_decay) and weight_decay >= 0, "a finite number >= 0")
+    _check("schedule", schedule, schedule in SCHEDULES, f"one of {SCHEDULES}")
+    _check("seed", seed, _is_int(seed) and seed >= 0, "an int >= 0")
+    _check("grad_clip", grad_clip, grad_clip is None or (_is_real(grad_clip) and grad_clip > 0),
+           "None or a number > 0")
+    _check("augment", augment, augment is None or callable(augment), "None or a callable on a batch")
+    _check("train_set", train_set, len(train_set) >= 1, "a non-empty dataset")
+
+    device = _resolve_device(model, device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                          nesterov=False)
+    settings = {"batch_size": int(batch_size), "lr": float(lr), "momentum": float(momentum),
+                "weight_decay": float(weight_decay), "schedule": schedule, "seed": int(seed), "n": len(train_set),
+                "grad_clip": None if grad_clip is None else float(grad_clip)}
+    cuda = device.type == "cuda"
+    was_training = model.training
+    history: list[dict] = []
+    start = 0
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.default_generators[device.index].manual_seed(seed)
+        ckpt = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        if ckpt is not None:
+            start, history = _restore(ckpt, model, opt, settings, epochs, device, checkpoint_dir)
+        model.train()
+        try:
+            for epoch in range(start, epochs):
+                history.append(_train_epoch(model, opt, train_set, epoch, epochs, settings, augment, device,
+                                            progress, amp, channels_last))
+                if checkpoint_dir is not None:
+                    _save(checkpoint_dir, model, opt, settings, epochs, history, device)
+        finally:
+            model.train(was_training)
+    return history
+
+
+def _train_epoch(model, opt, data, epoch, epochs, settings, augment, device, progress, amp,
+                 channels_last) -> dict:
+    bs = settings["batch_size"]
+    steps = math.ceil(settings["n"] / bs)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    start_lr = settings["lr"] * lr_factor(settings["schedule"], epoch, epochs)
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=True)
+    for i, (x, y) in enumerate(_batches(data, _epoch_order(settings["n"], settings["seed"], epoch), bs)):
+        for g in opt.param_groups:
+            g["lr"] = settings["lr"] * lr_factor(settings["schedule"], epoch + i / steps, epochs)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings["grad_clip"] is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
+        opt.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        bar.update()
+        if (i + 1) % 50 == 0 or i + 1 == steps:  # reading the sums synchronises, so only now and then
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
+    bar.close()
+    return {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "acc": correct.item() / seen, "lr": start_lr,
+            "seconds": time.perf_counter() - t0}
+
+
+def _save(directory, model, opt, settings, epochs, history, device) -> None:
+    tensors, opt_rest = optimizer_to_checkpoint(opt)
+    tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    state = {"epoch": len(history), "epochs": epochs, "settings": settings, "history": history,
+             "optimizer": opt_rest}
+    save_checkpoint(directory, tensors, state)
+
+
+def _restore(ckpt, model, opt, settings, epochs, device, directory) -> tuple[int, list[dict]]:
+    tensors, state = ckpt
+    differ = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
+    if differ:
+        raise ValueError(f"checkpoint_dir {directory} holds a run with other settings "
+                         f"({', '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in differ.items())}); "
+                         "use the same settings to resume or a new checkpoint_dir")
+    if state["epochs"] != epochs and settings["schedule"] != "constant" and state["epoch"] < epochs:
+        warnings.warn(f"resuming a run of {state['epochs']} epochs as one of {epochs}: the finished epochs "
+                      f"followed the {settings['schedule']} schedule for {state['epochs']}", stacklevel=3)
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    optimizer_from_checkpoint(opt, tensors, state["optimizer"])
+    torch.set_rng_state(tensors["rng.cpu"])
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    return state["epoch"], state["history"]
+
+
+def evaluate(model: nn.Module, data, batch_size: int = 512, device=None) -> float:
+    """Top-1 accuracy in [0, 1] over a Dataset or DataLoader of (image, label), in eval mode without
+    gradients; the model's train/eval mode is restored afterwards. `device` defaults to the model's device."""
+    _check("batch_size", batch_size, _is_int(batch_size) and batch_size >= 1, "an int >= 1")
+    device = _resolve_device(model, device)
+    model.to(device)
+    batches = data if isinstance(data, DataLoader) else _batches(data, torch.arange(len(data)), batch_size)
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    total = 0
+    try:
+        with torch.no_grad():
+            for x, y in batches:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                correct += (model(x).argmax(1) == y).sum()
+                total += len(y)
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("data is empty: evaluate needs at least one (image, label) pair")
+    return correct.item() / total
