@@ -6,30 +6,19 @@ the plain-PyTorch reference loop.
 """
 from __future__ import annotations
 
-import time
+import functools
 from pathlib import Path
 
 import torch
 
 from robustfast.attacks import PGD, robust_accuracy
-from robustfast.bench.report import resolve_device
+from robustfast.bench.report import median_seconds, resolve_device
 from robustfast.data import digits, loader
 from robustfast.models import WideResNet, save_model
 from robustfast.reference.pgd_attack import pgd_attack
 from robustfast.training import evaluate, train_classifier
 
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
-
-
-def _throughput(attack, images, labels, device) -> float:
-    attack(images[:8], labels[:8])  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    attack(images, labels)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return len(images) / (time.perf_counter() - start)
 
 
 def run(epochs: int, device: str, out: str) -> dict:
@@ -50,10 +39,12 @@ def run(epochs: int, device: str, out: str) -> dict:
     result = robust_accuracy(model, loader(test_set, batch_size=128), attack)
     print(f"PGD-{STEPS} L∞ ε=8/255: robust accuracy {100 * result['robust']:.2f}% on {result['n']} test images")
 
+    # robust_accuracy has just run the same attack: no warm-up needed for the timing.
     images, labels = (t[:128].to(dev) for t in test_set.tensors)
-    fast = _throughput(attack, images, labels, dev)
+    fast = len(images) / median_seconds(lambda: attack(images, labels), dev, repeats=1, warmup=0)[0]
     model.eval()
-    slow = _throughput(lambda x, y: pgd_attack(model, x, y, EPS, ALPHA, STEPS), images, labels, dev)
+    reference = functools.partial(pgd_attack, model, images, labels, EPS, ALPHA, STEPS)
+    slow = len(images) / median_seconds(reference, dev, repeats=1, warmup=0)[0]
     print(f"PGD-{STEPS} throughput, batch 128: robustfast {fast:.0f} images/s, reference loop {slow:.0f} images/s "
           f"({fast / slow:.2f}x)")
     return {"clean": clean, "robust": result["robust"], "images_per_s": fast, "reference_images_per_s": slow}

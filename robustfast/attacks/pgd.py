@@ -96,7 +96,7 @@ class PGD:
         active = torch.ones(n * r, dtype=torch.bool, device=images.device)
         generator = torch.Generator(device=images.device).manual_seed(self.seed)
         x = pgd_random_init(x0, eps=eps, norm=self.norm, generator=generator) if self.random_start else x0
-        with frozen_eval(self.model):
+        with frozen_eval(self.model), torch.enable_grad():  # callers often hold no_grad around evaluation
             for _ in range(self.steps):
                 x, active = self._step(x, x0, y, alpha, eps, active)
             if r == 1:

@@ -30,8 +30,8 @@ def op_rows(device: torch.device, batch_size: int, repeats: int) -> list[dict]:
         base = None
         for backend in ["reference"] + [b for b in backends if b != "reference"]:
             with robustfast.use_backend(backend):
-                seconds = median_seconds(lambda: pgd_step(x, grad, x0, alpha=ALPHA, eps=EPS, norm=norm), device,
-                                         repeats=max(20, repeats))
+                seconds, _ = median_seconds(lambda: pgd_step(x, grad, x0, alpha=ALPHA, eps=EPS, norm=norm), device,
+                                            repeats=max(20, repeats))
             base = base or seconds
             rows.append({"what": f"pgd_step {norm}", "impl": backend, "dtype": "float32",
                          "shape": "x".join(map(str, shape)), "ms": 1e3 * seconds,
@@ -71,10 +71,11 @@ def attack_rows(device: torch.device, batch_size: int, steps: int, repeats: int,
         attacks["ART"] = _art_attack(model, device, batch_size, steps)
     rows = []
     for name, attack in attacks.items():
-        seconds = median_seconds(lambda: attack(images, labels), device, repeats)
+        seconds, adv = median_seconds(lambda: attack(images, labels), device, repeats)
         with torch.no_grad():
-            kept = (model(attack(images, labels)).argmax(1) == labels).float().mean().item()
-        rows.append({"what": f"PGD-{steps} Linf PreActResNet18", "impl": name, "dtype": "float32",
+            kept = (model(adv).argmax(1) == labels).float().mean().item()
+        dtype = "bf16 autocast" if "bf16" in name else "float32"
+        rows.append({"what": f"PGD-{steps} Linf PreActResNet18", "impl": name, "dtype": dtype,
                      "shape": f"{batch_size}x3x32x32", "ms": 1e3 * seconds, "images/s": batch_size / seconds,
                      "robust acc": kept})
     by_name = {r["impl"]: r["images/s"] for r in rows}
@@ -90,6 +91,6 @@ def run(batch_size: int, steps: int, repeats: int, device: str, peers: bool, fas
     ops = op_rows(dev, batch_size, repeats)
     print(table(ops, ["what", "impl", "dtype", "shape", "ms", "GB/s", "speedup"]), "\n")
     attacks = attack_rows(dev, batch_size, steps, repeats, peers, fast)
-    print(table(attacks, ["what", "impl", "shape", "ms", "images/s", "robust acc", "vs reference",
+    print(table(attacks, ["what", "impl", "dtype", "shape", "ms", "images/s", "robust acc", "vs reference",
                           "vs torchattacks"]))
     print(f"\nwrote {save(ops + attacks, dev, 'pgd', results)}")

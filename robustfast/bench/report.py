@@ -24,8 +24,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def median_seconds(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of fn() over `repeats` runs after `warmup` runs, synchronising the GPU around each."""
+def median_seconds(fn, device: torch.device, repeats: int, warmup: int = 1) -> tuple[float, object]:
+    """(median wall time of fn() over `repeats` runs after `warmup` runs, the last result), synchronising the
+    GPU around each run."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -35,10 +36,10 @@ def median_seconds(fn, device: torch.device, repeats: int, warmup: int = 1) -> f
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        result = fn()
         sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), result
 
 
 def save(rows: list[dict], device: torch.device, suite: str, results: str) -> Path:

@@ -31,7 +31,8 @@ def pgd_attack(model, images, labels, eps, alpha, steps, norm="Linf", random_sta
     x = pgd_random_init(x0, eps_t, norm, 0.0, 1.0, generator) if random_start else x0.clone()
     for _ in range(steps):
         x.requires_grad_(True)
-        value = attack_loss(model(x), labels, loss, targeted).sum()
+        with torch.enable_grad():
+            value = attack_loss(model(x), labels, loss, targeted).sum()
         (grad,) = torch.autograd.grad(value, x)
         x = pgd_step(x.detach(), grad, x0, active, alpha_t, eps_t, norm, 0.0, 1.0)
     return x

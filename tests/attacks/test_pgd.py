@@ -66,6 +66,13 @@ def test_early_stop_keeps_fooled_samples_where_they_fooled(trained):
     assert (early - images).abs().sum() < (plain - images).abs().sum()
 
 
+def test_works_inside_no_grad(trained):
+    model, images, labels = trained
+    with torch.no_grad():
+        adv = PGD(model, eps=0.2, alpha=0.05, steps=5)(images[:64], labels[:64])
+    assert success(model, adv, labels[:64]) >= 0.8
+
+
 def test_seed_reproducible(trained):
     model, images, labels = trained
     a = PGD(model, eps=0.1, alpha=0.02, steps=3, seed=11)(images[:32], labels[:32])
