@@ -21,7 +21,8 @@ inline at::ScalarType pgd_step_opmath_dtype(at::ScalarType dtype) {
 }
 
 // Checks every argument of pgd_step for a kernel running on `device_type` and returns the parsed norm.
-// Tensors must all live on x's device, be contiguous, and x, grad, x0 share shape and a floating dtype;
+// Tensors must all live on x's device. x, grad, x0 share shape, strides and a floating dtype, and their storage
+// is dense with each sample one contiguous block (contiguous or channels_last), so the kernels walk it flat;
 // active is bool (N,), alpha and eps are (N,) in the opmath dtype (float64 for float64 x, else float32).
 inline PgdNorm check_pgd_step_args(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0,
                                    const at::Tensor& active, const at::Tensor& alpha, const at::Tensor& eps,
@@ -30,22 +31,29 @@ inline PgdNorm check_pgd_step_args(const at::Tensor& x, const at::Tensor& grad, 
   const char* where = device_type == c10::DeviceType::CUDA ? "CUDA" : "CPU";
   TORCH_CHECK(x.device().type() == device_type, "pgd_step (", where, " kernel): x must be a ", where,
               " tensor, got one on ", x.device());
-  const auto check_tensor = [&](const at::Tensor& t, const char* name) {
+  const auto check_device = [&](const at::Tensor& t, const char* name) {
     TORCH_CHECK(t.device() == x.device(), "pgd_step: ", name, " must be on x's device (", x.device(),
                 "), got one on ", t.device());
+  };
+  const auto check_tensor = [&](const at::Tensor& t, const char* name) {
+    check_device(t, name);
     TORCH_CHECK(t.is_contiguous(), "pgd_step: ", name, " must be contiguous (call .contiguous())");
   };
-  check_tensor(x, "x");
   TORCH_CHECK(x.dim() >= 1, "pgd_step: x must have a leading sample dimension, got a 0-d tensor");
+  TORCH_CHECK(x.is_non_overlapping_and_dense() && (x.size(0) <= 1 || x.stride(0) == x.numel() / x.size(0)),
+              "pgd_step: x must be dense with each sample one contiguous block (contiguous or channels_last); "
+              "call .contiguous()");
   const at::ScalarType dtype = x.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
               "pgd_step: x must be float32, float64, float16 or bfloat16, got ", pgd_step_dtype_name(dtype));
   for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad, "grad"}, {x0, "x0"}}) {
-    check_tensor(t, name);
+    check_device(t, name);
     TORCH_CHECK(t.scalar_type() == dtype, "pgd_step: ", name, " must have x's dtype (", pgd_step_dtype_name(dtype),
                 "), got ", pgd_step_dtype_name(t.scalar_type()));
     TORCH_CHECK(t.sizes() == x.sizes(), "pgd_step: ", name, " must have x's shape ", x.sizes(), ", got ",
                 t.sizes());
+    TORCH_CHECK(t.strides() == x.strides(), "pgd_step: ", name, " must have x's memory layout (strides ",
+                x.strides(), "), got strides ", t.strides());
   }
   const int64_t n = x.size(0);
   check_tensor(active, "active");

@@ -80,7 +80,8 @@ def _pgd_l2_kernel(x_ptr, g_ptr, x0_ptr, active_ptr, alpha_ptr, eps_ptr, out_ptr
 
 
 def pgd_step_triton(x, grad, x0, active, alpha, eps, norm: str, lower: float, upper: float) -> torch.Tensor:
-    """Launch on contiguous, validated inputs (robustfast.ops.pgd_step does the checks)."""
+    """Launch on validated inputs sharing one dense, sample-major layout (robustfast.ops.pgd_step ensures it);
+    the output takes that layout."""
     out = torch.empty_like(x)
     n = x.shape[0]
     d = x.numel() // n if n else 0

@@ -2,4 +2,4 @@
 from robustfast._backend import BackendUnavailable, use_backend
 
 __version__ = "0.1.0"
-__all__ = ["BackendUnavailable", "use_backend", "__version__"]
+__all__ = ["BackendUnavailable", "__version__", "use_backend"]

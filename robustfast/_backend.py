@@ -59,7 +59,7 @@ def _extension():
         build_info = importlib.import_module("robustfast._build_info")
     except ImportError:
         return None, f"robustfast._C was never built; {_REBUILD}"
-    if build_info.TORCH_VERSION != torch.__version__:
+    if torch.__version__ != build_info.TORCH_VERSION:
         return None, (
             f"robustfast._C was built against torch {build_info.TORCH_VERSION} but torch {torch.__version__} "
             f"is running; {_REBUILD}"
@@ -126,7 +126,7 @@ def choose(op: str, device: torch.device, implemented: tuple[str, ...], gpu_orde
         order = gpu_order if device.type == "cuda" else ("cpp",)
         return next((b for b in order if b in implemented and why_not(b, device) is None), "reference")
     if want != "reference" and want not in implemented:
-        raise BackendUnavailable(f"{op} has no {want!r} backend; it has {', '.join(implemented + ('reference',))}")
+        raise BackendUnavailable(f"{op} has no {want!r} backend; it has {', '.join((*implemented, 'reference'))}")
     reason = why_not(want, device)
     if reason is not None:
         raise BackendUnavailable(f"backend {want!r} cannot run {op}: {reason}")

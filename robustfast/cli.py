@@ -38,7 +38,7 @@ def bench_pgd(
     repeats: int = typer.Option(3, help="timed repeats per row (after one warm-up)"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     peers: bool = typer.Option(True, help="also time torchattacks and ART when installed"),
-    fast: bool = typer.Option(False, help="add the bf16 + torch.compile rows (GPU)"),
+    fast: bool = typer.Option(False, help="add rows for torch.compile, channels_last and (GPU) bf16 + compile"),
     results: str = typer.Option("benchmarks/results", help="folder for <device>-pgd.json"),
 ):
     """The pgd_step op per backend, and PGD on PreActResNet18 against the reference loop and the peers."""

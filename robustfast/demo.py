@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import torch
-
 from robustfast.attacks import PGD, robust_accuracy
 from robustfast.bench.report import median_seconds, resolve_device
 from robustfast.data import digits, loader
@@ -41,7 +39,7 @@ def run(epochs: int, device: str, out: str) -> dict:
 
     # robust_accuracy has just run the same attack: no warm-up needed for the timing.
     images, labels = (t[:128].to(dev) for t in test_set.tensors)
-    fast = len(images) / median_seconds(lambda: attack(images, labels), dev, repeats=1, warmup=0)[0]
+    fast = len(images) / median_seconds(functools.partial(attack, images, labels), dev, repeats=1, warmup=0)[0]
     model.eval()
     reference = functools.partial(pgd_attack, model, images, labels, EPS, ALPHA, STEPS)
     slow = len(images) / median_seconds(reference, dev, repeats=1, warmup=0)[0]

@@ -6,9 +6,9 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import pytest  # noqa: E402
+import pytest
 
-from robustfast import _backend  # noqa: E402
+from robustfast import _backend
 
 DEVICES = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 DEVICE_BACKENDS = [pytest.param(d, b, id=f"{d.type}-{b}") for d in DEVICES for b in _backend.available(d)]

@@ -210,7 +210,7 @@ at::Tensor pgd_step_cpu(const at::Tensor& x, const at::Tensor& grad, const at::T
                         double upper) {
   const robustfast::PgdNorm kind =
       robustfast::check_pgd_step_args(x, grad, x0, active, alpha, eps, norm, lower, upper, c10::DeviceType::CPU);
-  at::Tensor out = at::empty(x.sizes(), x.options());  // contiguous, whatever x's suggested memory format
+  at::Tensor out = at::empty_like(x);  // x's strides: the kernels write the storage in x's order
   const int64_t n = x.size(0);
   if (out.numel() == 0) return out;
   const int64_t d = x.numel() / n;

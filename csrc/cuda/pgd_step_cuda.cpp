@@ -41,7 +41,7 @@ at::Tensor pgd_step_cuda(const at::Tensor& x, const at::Tensor& grad, const at::
   const int64_t n = x.size(0);
   TORCH_CHECK(n <= std::numeric_limits<int32_t>::max(), "pgd_step: at most 2^31 - 1 samples on CUDA, got ", n);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  at::Tensor out = at::empty(x.sizes(), x.options());  // contiguous, whatever x's suggested memory format
+  at::Tensor out = at::empty_like(x);  // x's strides: the kernels write the storage in x's order
   if (out.numel() == 0) return out;
   const int64_t d = x.numel() / n;
   const int sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;

@@ -2,6 +2,8 @@
 torchattacks and ART, on the same model and inputs, in one run."""
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 
 import numpy as np
@@ -30,8 +32,8 @@ def op_rows(device: torch.device, batch_size: int, repeats: int) -> list[dict]:
         base = None
         for backend in ["reference"] + [b for b in backends if b != "reference"]:
             with robustfast.use_backend(backend):
-                seconds, _ = median_seconds(lambda: pgd_step(x, grad, x0, alpha=ALPHA, eps=EPS, norm=norm), device,
-                                            repeats=max(20, repeats))
+                step = functools.partial(pgd_step, x, grad, x0, alpha=ALPHA, eps=EPS, norm=norm)
+                seconds, _ = median_seconds(step, device, repeats=max(20, repeats))
             base = base or seconds
             rows.append({"what": f"pgd_step {norm}", "impl": backend, "dtype": "float32",
                          "shape": "x".join(map(str, shape)), "ms": 1e3 * seconds,
@@ -50,6 +52,11 @@ def _art_attack(model, device, batch_size, steps):
     return lambda x, y: torch.from_numpy(atk.generate(x=x.cpu().numpy(), y=y.cpu().numpy())).to(device)
 
 
+def dev_has_bf16(device: torch.device) -> bool:
+    """bf16 autocast pays off on GPUs with bf16 tensor cores; on CPUs without bf16 units it is far slower."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def attack_rows(device: torch.device, batch_size: int, steps: int, repeats: int, peers: bool,
                 fast: bool) -> list[dict]:
     torch.manual_seed(0)
@@ -62,7 +69,13 @@ def attack_rows(device: torch.device, batch_size: int, steps: int, repeats: int,
         "reference loop": lambda x, y: pgd_attack(model, x, y, EPS, ALPHA, steps),
     }
     if fast:
-        attacks["robustfast bf16+compile"] = PGD(model, eps=EPS, alpha=ALPHA, steps=steps, amp=True, compile=True)
+        # channels_last converts the model in place: the rows after it run on a channels_last copy.
+        model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        attacks["robustfast compile"] = PGD(model, eps=EPS, alpha=ALPHA, steps=steps, compile=True)
+        attacks["robustfast channels_last"] = PGD(model_cl, eps=EPS, alpha=ALPHA, steps=steps, channels_last=True)
+        if dev_has_bf16(device):
+            attacks["robustfast bf16+compile"] = PGD(model_cl, eps=EPS, alpha=ALPHA, steps=steps, amp=True,
+                                                     compile=True, channels_last=True)
     if peers and importlib.util.find_spec("torchattacks"):
         import torchattacks
 
@@ -71,7 +84,7 @@ def attack_rows(device: torch.device, batch_size: int, steps: int, repeats: int,
         attacks["ART"] = _art_attack(model, device, batch_size, steps)
     rows = []
     for name, attack in attacks.items():
-        seconds, adv = median_seconds(lambda: attack(images, labels), device, repeats)
+        seconds, adv = median_seconds(functools.partial(attack, images, labels), device, repeats)
         with torch.no_grad():
             kept = (model(adv).argmax(1) == labels).float().mean().item()
         dtype = "bf16 autocast" if "bf16" in name else "float32"

@@ -25,6 +25,15 @@ if _backend.extension() is not None:
         return torch.empty_like(x)
 
 
+def _shared_layout(x, grad, x0):
+    """x, grad and x0 in one dense layout where each sample is a contiguous block, so kernels walk storage flat:
+    x's own layout when it is such (contiguous or channels_last), else the contiguous one."""
+    if not (x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))):
+        return x.contiguous(), grad.contiguous(), x0.contiguous()
+    grad, x0 = (t if t.stride() == x.stride() else torch.empty_like(x).copy_(t) for t in (grad, x0))
+    return x, grad, x0
+
+
 def _check_norm(norm: str) -> None:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
@@ -36,7 +45,8 @@ def pgd_step(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, *, alpha, ep
     ε-ball around `x0`, clamp to [lower, upper]; samples whose `active` flag is False keep `x`.
 
     x, grad, x0: same shape N×..., same dtype. alpha, eps: numbers or per-sample tensors of shape (N,).
-    active: bool tensor (N,), default all True. Returns a new tensor; the inputs are not modified.
+    active: bool tensor (N,), default all True. Returns a new tensor in x's memory layout (contiguous or
+    channels_last); the inputs are not modified.
     """
     check_float_tensor(x, "x")
     check_like(grad, x, "grad", "x")
@@ -52,8 +62,7 @@ def pgd_step(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, *, alpha, ep
         active = torch.ones(n, dtype=torch.bool, device=x.device)
     elif not isinstance(active, torch.Tensor) or active.dtype != torch.bool or active.shape != (n,):
         raise ValueError(f"active must be a bool tensor of shape ({n},)")
-    args = (x.contiguous(), grad.contiguous(), x0.contiguous(), active.contiguous(), alpha, eps, norm,
-            float(lower), float(upper))
+    args = (*_shared_layout(x, grad, x0), active.contiguous(), alpha, eps, norm, float(lower), float(upper))
     backend = _backend.choose("pgd_step", x.device, ("triton", "cuda", "cpp"))
     if backend == "reference":
         return reference.pgd_step(*args)

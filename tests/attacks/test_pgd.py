@@ -51,7 +51,7 @@ def test_targeted_attack_reaches_the_target(trained):
 
 def test_restarts_never_hurt_and_return_a_fooling_restart(trained):
     model, images, labels = trained
-    weak = dict(eps=0.1, alpha=0.02, steps=3)
+    weak = {"eps": 0.1, "alpha": 0.02, "steps": 3}
     one = PGD(model, restarts=1, seed=5, **weak)(images, labels)
     four = PGD(model, restarts=4, seed=5, **weak)(images, labels)
     assert four.shape == images.shape
@@ -71,6 +71,19 @@ def test_works_inside_no_grad(trained):
     with torch.no_grad():
         adv = PGD(model, eps=0.2, alpha=0.05, steps=5)(images[:64], labels[:64])
     assert success(model, adv, labels[:64]) >= 0.8
+
+
+def test_channels_last_gives_the_same_attack(trained):
+    model, images, labels = trained
+    copy = SmallCNN(num_classes=10, in_channels=1, width=16)
+    copy.load_state_dict(model.state_dict())
+    copy.eval()
+    plain = PGD(model, eps=0.2, alpha=0.05, steps=5)(images[:64], labels[:64])
+    fast = PGD(copy, eps=0.2, alpha=0.05, steps=5, channels_last=True)(images[:64], labels[:64])
+    assert next(copy.parameters()).is_contiguous(memory_format=torch.channels_last)
+    # Other convolution kernels round differently; a sign step can flip only where a gradient is ~0.
+    assert ((plain - fast).abs() > 1e-4).float().mean() <= 0.01
+    assert abs(success(model, plain, labels[:64]) - success(model, fast, labels[:64])) <= 0.03
 
 
 def test_seed_reproducible(trained):
@@ -107,7 +120,8 @@ def test_robust_accuracy(trained):
                              progress=False)
     assert result["n"] == len(test)
     assert result["clean"] == pytest.approx(evaluate(model, test))
-    assert result["robust"] < 0.1 < 0.9 < result["clean"]
+    assert result["robust"] < 0.1
+    assert result["clean"] > 0.9
 
 
 @pytest.mark.parametrize("images,labels,match", [

@@ -148,5 +148,5 @@ def test_save_rejects_unknown_models_and_load_names_missing_files(tmp_path):
         save_model(torch.nn.Linear(2, 2), tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="suffix"):
         save_model(SmallCNN(), tmp_path / "m.json")
-    with pytest.raises(FileNotFoundError, match="m.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"m\.safetensors"):
         load_model(tmp_path / "m.safetensors")

@@ -53,7 +53,7 @@ def test_matches_float64_reference(device, backend, norm, dtype, shape):
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 @pytest.mark.parametrize("norm", ["Linf", "L2"])
 def test_output_in_ball_and_bounds(device, backend, norm):
-    (x, grad, x0), active, alpha, eps = make_inputs((64, 3, 9, 9), torch.float32, device, seed=1)
+    (_, grad, x0), _, _, eps = make_inputs((64, 3, 9, 9), torch.float32, device, seed=1)
     with robustfast.use_backend(backend):
         out = pgd_step(x0, 50 * grad, x0, alpha=1.0, eps=eps, norm=norm, lower=0.0, upper=1.0)
     delta = (out - x0).flatten(1).double()
@@ -82,11 +82,28 @@ def test_reference_hand_examples():
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 def test_scalar_and_tensor_eps_agree(device, backend):
-    (x, grad, x0), _, _, _ = make_inputs((6, 2, 5, 5), torch.float32, device, seed=2)
+    (x, grad, x0), *_ = make_inputs((6, 2, 5, 5), torch.float32, device, seed=2)
     with robustfast.use_backend(backend):
         a = pgd_step(x, grad, x0, alpha=0.01, eps=0.03, norm="L2")
         b = pgd_step(x, grad, x0, alpha=torch.full((6,), 0.01, device=device), eps=torch.tensor(0.03), norm="L2")
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_memory_layouts(device, backend, norm):
+    (x, grad, x0), active, alpha, eps = make_inputs((6, 5, 7, 9), torch.float32, device, seed=5)
+    cl = [t.contiguous(memory_format=torch.channels_last) for t in (x, grad, x0)]
+    with robustfast.use_backend(backend):
+        expected = pgd_step(x, grad, x0, alpha=alpha, eps=eps, norm=norm, active=active)
+        both = pgd_step(*cl, alpha=alpha, eps=eps, norm=norm, active=active)
+        mixed = pgd_step(cl[0], grad, x0, alpha=alpha, eps=eps, norm=norm, active=active)
+        strided = pgd_step(*(t[:, :, :, ::2] for t in (x, grad, x0)), alpha=alpha, eps=eps, norm=norm, active=active)
+    assert both.is_contiguous(memory_format=torch.channels_last) and not both.is_contiguous()
+    assert torch.allclose(both, expected, atol=1e-6) and torch.allclose(mixed, expected, atol=1e-6)
+    oracle = reference.pgd_step(*(t[:, :, :, ::2].double() for t in (x, grad, x0)), active, alpha, eps, norm, 0.0,
+                                1.0)
+    assert torch.allclose(strided.double(), oracle, atol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,match", [
