@@ -37,7 +37,7 @@ test-all: $(STAMP) peers
 	$(PY) -m pytest -q
 
 bench: peers
-	$(VENV)/bin/robustfast bench pgd
+	$(VENV)/bin/robustfast bench pgd --fast
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check robustfast kernels tests benchmarks

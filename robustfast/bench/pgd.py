@@ -52,7 +52,7 @@ def _art_attack(model, device, batch_size, steps):
     return lambda x, y: torch.from_numpy(atk.generate(x=x.cpu().numpy(), y=y.cpu().numpy())).to(device)
 
 
-def dev_has_bf16(device: torch.device) -> bool:
+def bf16_pays_off(device: torch.device) -> bool:
     """bf16 autocast pays off on GPUs with bf16 tensor cores; on CPUs without bf16 units it is far slower."""
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
@@ -73,7 +73,7 @@ def attack_rows(device: torch.device, batch_size: int, steps: int, repeats: int,
         model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
         attacks["robustfast compile"] = PGD(model, eps=EPS, alpha=ALPHA, steps=steps, compile=True)
         attacks["robustfast channels_last"] = PGD(model_cl, eps=EPS, alpha=ALPHA, steps=steps, channels_last=True)
-        if dev_has_bf16(device):
+        if bf16_pays_off(device):
             attacks["robustfast bf16+compile"] = PGD(model_cl, eps=EPS, alpha=ALPHA, steps=steps, amp=True,
                                                      compile=True, channels_last=True)
     if peers and importlib.util.find_spec("torchattacks"):
