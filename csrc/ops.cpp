@@ -8,9 +8,19 @@ TORCH_LIBRARY(robustfast, m) {
   m.def(
       "pgd_step(Tensor x, Tensor grad, Tensor x0, Tensor active, Tensor alpha, Tensor eps, str norm, float lower, "
       "float upper) -> Tensor");
+  m.def(
+      "robust_loss_fwd(Tensor logits, Tensor labels, str kind, float alpha, float beta, float gamma, float q) -> "
+      "Tensor");
+  m.def(
+      "robust_loss_bwd(Tensor grad_loss, Tensor logits, Tensor labels, str kind, float alpha, float beta, float gamma, "
+      "float q) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("pgd_step", &pgd_step_cpu); }
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) {
+  m.impl("robust_loss_fwd", &robust_loss_fwd_cpu);
+  m.impl("robust_loss_bwd", &robust_loss_bwd_cpu);
+}
 
 #ifdef WITH_CUDA
 TORCH_LIBRARY_IMPL(robustfast, CUDA, m) { m.impl("pgd_step", &pgd_step_cuda); }

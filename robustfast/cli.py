@@ -48,5 +48,36 @@ def bench_pgd(
         results=results)
 
 
+@bench_app.command("losses")
+def bench_losses(
+    batch_size: int = typer.Option(8192, help="rows of logits"),
+    repeats: int = typer.Option(10, help="timed repeats per row (after one warm-up)"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    accuracy: bool = typer.Option(True, help="also train CE and NCE+RCE on noisy digits at 40/60/80% noise"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-losses.json"),
+):
+    """NCE+RCE forward+backward: the fused op per backend against autograd through the reference."""
+    from robustfast.bench.losses import run
+
+    run(batch=batch_size, repeats=repeats, device=device, accuracy=accuracy, results=results)
+
+
+@app.command()
+def noisy(
+    losses: str = typer.Option("ce,nce+rce", help="comma-separated loss kinds (robustfast.losses.LOSSES)"),
+    noise: str = typer.Option("symmetric", help="symmetric or asymmetric (the MNIST mapping)"),
+    rate: float = typer.Option(0.6, help="noise rate"),
+    epochs: int = typer.Option(40, help="training epochs"),
+    seed: int = typer.Option(0, help="seed of the noise and of training"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+):
+    """Train a small CNN on digits with noisy labels once per loss; print the clean test accuracy of each."""
+    from robustfast.bench.report import table
+    from robustfast.noisy import run
+
+    rows = run(losses=tuple(losses.split(",")), noise=noise, rate=rate, epochs=epochs, seed=seed, device=device)
+    typer.echo(table(rows, ["loss", "noise", "rate", "realised_rate", "test_acc"]))
+
+
 if __name__ == "__main__":
     app()

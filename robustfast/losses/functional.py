@@ -5,8 +5,8 @@ import math
 import numbers
 
 import torch
-from torch.autograd.function import once_differentiable
 
+from robustfast import ops
 from robustfast.reference import robust_loss as reference
 
 LOSSES = reference.LOSSES
@@ -69,57 +69,10 @@ def check_reduction(reduction) -> None:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
 
 
-def check_inputs(logits, labels, num_classes: int | None = None) -> None:
-    """Logits float (B, K), K ≥ 2, finite; labels integer (B,) in [0, K). Reads values once (one host sync)."""
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        what = f"dtype {logits.dtype}" if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"logits must be a floating-point tensor, got {what}")
-    if logits.dim() != 2:
-        raise ValueError(f"logits must be B×K (rank 2), got shape {tuple(logits.shape)}")
-    b, k = logits.shape
-    if k < 2:
-        raise ValueError(f"logits must have K >= 2 classes (columns), got K = {k}")
-    if num_classes is not None and k != num_classes:
-        raise ValueError(f"logits has {k} columns but the loss was built with num_classes={num_classes}")
-    if not isinstance(labels, torch.Tensor):
-        raise ValueError(f"labels must be a torch.Tensor of class indices, got {type(labels).__name__}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor of class indices, got dtype {labels.dtype}")
-    if labels.shape != (b,):
-        raise ValueError(f"labels must have shape ({b},), one class index per row of logits, "
-                         f"got {tuple(labels.shape)}")
-    if labels.device != logits.device:
-        raise ValueError(f"labels is on {labels.device} but logits is on {logits.device}")
-    finite, in_range = torch.stack([torch.isfinite(logits).all(), ((labels >= 0) & (labels < k)).all()]).tolist()
-    if not finite:
-        raise ValueError("logits contains NaN or inf")
-    if not in_range:
-        raise ValueError(f"labels must lie in [0, {k}) for K = {k} classes")
-
-
-class _ReferenceRobustLoss(torch.autograd.Function):
-    """Per-sample loss by the reference; backward by its closed-form gradient, as the fused kernels do."""
-
-    @staticmethod
-    def forward(ctx, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
-        ctx.save_for_backward(logits, labels)
-        ctx.args = (kind, alpha, beta, gamma, q, detach_focal_factor)
-        return reference.robust_loss(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        logits, labels = ctx.saved_tensors
-        grad = reference.robust_loss_grad(logits, labels, *ctx.args, grad_out=grad_out)
-        return grad, None, None, None, None, None, None, None
-
-
 def _robust_loss(logits, labels, kind: str, hyperparameters: dict, reduction: str, num_classes: int | None = None):
     """Checked per-sample loss of `kind`, reduced. `kind` and `hyperparameters` are already resolved."""
-    check_inputs(logits, labels, num_classes)
     h = {"alpha": 1.0, "beta": 1.0, "gamma": 0.5, "q": 0.7, "detach_focal_factor": True, **hyperparameters}
-    per_sample = _ReferenceRobustLoss.apply(logits, labels.long(), kind, h["alpha"], h["beta"], h["gamma"], h["q"],
-                                            h["detach_focal_factor"])
+    per_sample = ops.robust_loss(logits, labels, kind, num_classes=num_classes, **h)
     if reduction == "mean":
         return per_sample.mean()
     if reduction == "sum":

@@ -82,8 +82,9 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
                      lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
                      schedule: str = "cosine", augment=None, checkpoint_dir=None, seed: int = 0, device=None,
                      progress: bool = True, amp: bool = False, channels_last: bool = False,
-                     grad_clip: float | None = None) -> list[dict]:
-    """Train `model` in place with cross-entropy and SGD (no Nesterov); return the per-epoch history.
+                     grad_clip: float | None = None, loss=None) -> list[dict]:
+    """Train `model` in place with SGD (no Nesterov) on `loss(logits, labels)`, cross-entropy by default (any
+    robustfast.losses module, e.g. NCEandRCE(10), or a callable returning a scalar); return the per-epoch history.
 
     The history is a list of {"epoch", "loss", "acc", "lr", "seconds"} (train loss and accuracy over the
     epoch, lr at its start), including epochs restored from a checkpoint. `augment(x)` maps a batch already
@@ -107,6 +108,8 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
            "None or a number > 0")
     _check("augment", augment, augment is None or callable(augment), "None or a callable on a batch")
     _check("train_set", train_set, len(train_set) >= 1, "a non-empty dataset")
+    _check("loss", loss, loss is None or callable(loss), "None (cross-entropy) or a callable(logits, labels)")
+    criterion = F.cross_entropy if loss is None else loss
 
     device = _resolve_device(model, device)
     model.to(device)
@@ -116,7 +119,8 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
                           nesterov=False)
     settings = {"batch_size": int(batch_size), "lr": float(lr), "momentum": float(momentum),
                 "weight_decay": float(weight_decay), "schedule": schedule, "seed": int(seed), "n": len(train_set),
-                "grad_clip": None if grad_clip is None else float(grad_clip)}
+                "grad_clip": None if grad_clip is None else float(grad_clip),
+                "loss": "cross_entropy" if loss is None else repr(loss)}
     cuda = device.type == "cuda"
     was_training = model.training
     history: list[dict] = []
@@ -132,7 +136,7 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
         try:
             for epoch in range(start, epochs):
                 history.append(_train_epoch(model, opt, train_set, epoch, epochs, settings, augment, device,
-                                            progress, amp, channels_last))
+                                            progress, amp, channels_last, criterion))
                 if checkpoint_dir is not None:
                     _save(checkpoint_dir, model, opt, settings, epochs, history, device)
         finally:
@@ -141,7 +145,7 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
 
 
 def _train_epoch(model, opt, data, epoch, epochs, settings, augment, device, progress, amp,
-                 channels_last) -> dict:
+                 channels_last, criterion) -> dict:
     bs = settings["batch_size"]
     steps = math.ceil(settings["n"] / bs)
     loss_sum = torch.zeros((), device=device)
@@ -160,7 +164,7 @@ def _train_epoch(model, opt, data, epoch, epochs, settings, augment, device, pro
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = criterion(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if settings["grad_clip"] is not None:

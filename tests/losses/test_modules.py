@@ -51,7 +51,8 @@ def test_module_equals_functional_and_reference(kind):
     per_sample = module(z, y)
     assert per_sample.shape == (33,) and per_sample.dtype == torch.float32
     assert torch.equal(per_sample, robust_loss(z, y, kind, reduction="none", **h))
-    assert torch.equal(per_sample, ref.robust_loss(z, y, kind, **h))
+    # the module runs the auto backend (the C++ kernel here): equal to the reference up to rounding
+    torch.testing.assert_close(per_sample, ref.robust_loss(z, y, kind, **h), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(MODULES[kind](10, **h)(z, y), per_sample.mean())
     torch.testing.assert_close(MODULES[kind](10, reduction="sum", **h)(z, y), per_sample.sum())
     assert torch.equal(MODULES[kind](num_classes=10)(z, y), robust_loss(z, y, kind))
@@ -84,7 +85,8 @@ def test_half_precision_logits(dtype):
     z.requires_grad_()
     loss = L.NCEandRCE(10)(z, y)
     loss.backward()
-    assert loss.dtype == dtype and z.grad.dtype == dtype and torch.isfinite(z.grad).all()
+    # the loss is float32 (as cross_entropy under autocast); the gradient comes back in the logits dtype
+    assert loss.dtype == torch.float32 and z.grad.dtype == dtype and torch.isfinite(z.grad).all()
     expected = ref.robust_loss_grad(z.detach().float(), y, "nce+rce") / 16
     torch.testing.assert_close(z.grad.float(), expected, rtol=2e-2, atol=1e-3)
 
