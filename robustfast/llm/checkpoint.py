@@ -1,0 +1,83 @@
+"""Resumable checkpoints of a (possibly multi-rank) fine-tuning run.
+
+Layout under `<output_dir>/checkpoint/`:
+    step-000040/rank-0/   one `robustfast.training.checkpoint` directory per rank, in safetensors: that rank's
+    step-000040/rank-1/   optimizer state (its ZeRO partition); rank 0's also holds the trainable weights (full)
+    latest.json           {"step": 40, "world_size": 2}: written by rank 0 after every rank has saved
+
+A step directory only counts once latest.json names it, so an interruption mid-save resumes from the previous
+complete checkpoint; older step directories are removed after the commit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from robustfast.training.checkpoint import (
+    load_checkpoint,
+    optimizer_from_checkpoint,
+    optimizer_to_checkpoint,
+    save_checkpoint,
+)
+
+LATEST = "latest.json"
+WEIGHT = "weight."
+
+
+def _step_dir(root: Path, step: int) -> Path:
+    return root / f"step-{step:06d}"
+
+
+def save_rank(root, step: int, rank: int, weights: dict[str, torch.Tensor] | None, optimizer, state: dict) -> None:
+    """Save this rank's part of the checkpoint at `step`: call on every rank (`weights` on rank 0 only), then
+    `commit` on rank 0 once all have returned."""
+    opt_tensors, opt_rest = optimizer_to_checkpoint(optimizer)
+    tensors = {WEIGHT + name: t for name, t in (weights or {}).items()} | opt_tensors
+    save_checkpoint(_step_dir(Path(root), step) / f"rank-{rank}", tensors, {"optimizer": opt_rest, **state})
+
+
+def commit(root, step: int, world_size: int) -> None:
+    """Make the checkpoint at `step` the one to resume from and remove older ones (rank 0, after a barrier)."""
+    root = Path(root)
+    tmp = root / (LATEST + ".tmp")
+    tmp.write_text(json.dumps({"step": step, "world_size": world_size}))
+    os.replace(tmp, root / LATEST)
+    for old in root.glob("step-*"):
+        if old.is_dir() and old != _step_dir(root, step):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest(root) -> dict | None:
+    """{"step", "world_size"} of the last committed checkpoint under `root`, or None."""
+    path = Path(root) / LATEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_rank(root, rank: int, world_size: int) -> tuple[int, dict[str, torch.Tensor], dict, dict] | None:
+    """(step, weights, optimizer tensors, state) for this rank from the last committed checkpoint, or None: the
+    weights from rank 0's files, the optimizer state from this rank's. Restore the weights before wrapping the
+    model (DeepSpeed partitions them from there) and the optimizer state after, with `restore_optimizer`."""
+    info = latest(root)
+    if info is None:
+        return None
+    if info["world_size"] != world_size:
+        raise ValueError(f"{root}: the checkpoint was written by {info['world_size']} ranks; resume it with the same "
+                         f"number (this run has {world_size}) or start a new output_dir")
+    step_dir = _step_dir(Path(root), info["step"])
+    parts = {}
+    for r in {0, rank}:
+        parts[r] = load_checkpoint(step_dir / f"rank-{r}")
+        if parts[r] is None:
+            raise ValueError(f"{step_dir}: no files for rank {r}")
+    weights = {k[len(WEIGHT):]: v for k, v in parts[0][0].items() if k.startswith(WEIGHT)}
+    tensors, state = parts[rank]
+    opt = {k: v for k, v in tensors.items() if not k.startswith(WEIGHT)}
+    return info["step"], weights, opt, state
+
+
+def restore_optimizer(optimizer, opt_tensors: dict, state: dict) -> None:
+    optimizer_from_checkpoint(optimizer, opt_tensors, state["optimizer"])
