@@ -114,7 +114,8 @@ def llm_train(config: str = typer.Argument(..., help="YAML training config (see 
 
     result = train_from_yaml(config)
     last = result["history"][-1]["loss"] if result["history"] else float("nan")
-    typer.echo(f"{result['steps']} steps, final loss {last:.4f}, saved under {result['output']}")
+    if result["rank"] == 0:
+        typer.echo(f"{result['steps']} steps, final loss {last:.4f}, saved under {result['output']}")
 
 
 @llm_app.command("evaluate")

@@ -3,6 +3,11 @@
 A run started without a launcher becomes a world of one, so the training code has one path. CPU ranks talk
 over gloo; DeepSpeed's CPU accelerator is selected with DS_ACCELERATOR=cpu (it needs no oneCCL or Intel
 extension: without oneccl_bindings_for_pytorch it reports gloo as its backend).
+
+DeepSpeed 0.19.8 on CPU would also JIT-compile its shared-memory allreduce op with the C++ compiler when the
+process group is created (deepspeed/comm/torch.py, `build_shm_op`), after probing every op builder: minutes
+on a small machine, for a speed-up gloo does not need. On CPU we mark its JIT ops unavailable instead
+(`deepspeed.ops.__compatible_ops__`), so nothing is compiled; training uses torch's AdamW, never a JIT op.
 """
 from __future__ import annotations
 
@@ -41,10 +46,11 @@ def _single_process_env() -> None:
                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())})
 
 
-def init(use_deepspeed: bool) -> None:
-    """Join the process group (a world of one when no launcher started us): nccl on GPUs, gloo on CPUs."""
+def init(use_deepspeed: bool) -> bool:
+    """Join the process group (a world of one when no launcher started us): nccl on GPUs, gloo on CPUs.
+    Returns whether this call created it (the caller then ends it with `shutdown`)."""
     if dist.is_initialized():
-        return
+        return False
     _single_process_env()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if torch.cuda.is_available():
@@ -55,10 +61,19 @@ def init(use_deepspeed: bool) -> None:
             # The CPU accelerator counts devices from LOCAL_SIZE (else by NUMA nodes via numactl).
             os.environ.setdefault("LOCAL_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1"))
         import deepspeed
+        import deepspeed.ops
 
+        if not torch.cuda.is_available():
+            deepspeed.ops.__compatible_ops__ = {}
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
     else:
         dist.init_process_group(backend)
+    return True
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:

@@ -185,7 +185,7 @@ def _settings(config: TrainConfig, n: int) -> dict:
 
 def train(model, train_files, config: TrainConfig, tokenizer=None, progress: bool = True) -> dict:
     """Fine-tune `model` (a transformers causal LM, or the path of a local model directory, read 4-bit for
-    QLoRA) on the Alpaca examples of `train_files` as `config` says; return {"steps", "history", "output"}.
+    QLoRA) on the Alpaca examples of `train_files` as `config` says; return {"steps", "history", "output", "rank"}.
 
     Every rank of a `torchrun` / `deepspeed` launch calls this alike; without a launcher it is a world of one.
     With `config.deepspeed` (a preset such as "zero2" or a JSON path) the model trains in a DeepSpeed engine,
@@ -194,9 +194,19 @@ def train(model, train_files, config: TrainConfig, tokenizer=None, progress: boo
     rank 0 writes the adapter (`adapter/adapter_model.safetensors`, LoRA/QLoRA) or the model (`model/`, full),
     the tokenizer beside it, and `train_log.json`.
     """
-    distributed.init(use_deepspeed=config.deepspeed is not None)
+    created = distributed.init(use_deepspeed=config.deepspeed is not None)
+    try:
+        return _train(model, train_files, config, tokenizer, progress)
+    finally:
+        if created and config.deepspeed is None:  # DeepSpeed keeps its own handle on the group: leave it
+            distributed.shutdown()
+
+
+def _train(model, train_files, config: TrainConfig, tokenizer, progress: bool) -> dict:
     rank, world, device = distributed.rank(), distributed.world_size(), distributed.device()
-    model, tokenizer = _prepare(model, tokenizer, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # the adapters' initialisation: the same on every rank and every run
+        model, tokenizer = _prepare(model, tokenizer, config)
     if not is_4bit(model):
         model.to(device)
     files = [train_files] if isinstance(train_files, (str, Path)) else list(train_files)
@@ -252,7 +262,7 @@ def train(model, train_files, config: TrainConfig, tokenizer=None, progress: boo
     if rank == 0:
         _export(runner, tokenizer, config, out, total, history, world)
     distributed.barrier()
-    return {"steps": total, "history": history, "output": str(out)}
+    return {"steps": total, "history": history, "output": str(out), "rank": rank}
 
 
 def _save(runner, root: Path, step: int, rank: int, world: int, state: dict) -> None:

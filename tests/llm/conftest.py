@@ -1,0 +1,47 @@
+"""A tiny Llama-style base model and a small poisoned SST-2 mix, made once per session (no downloads)."""
+import pytest
+import torch
+
+from robustfast.llm import build_mix, load_examples, save_examples
+from robustfast.llm.models import build_causal_lm, build_tokenizer
+from robustfast.llm.prompt import render_example
+from robustfast.llm.tasks import data_root, shipped_files
+
+N_POISON = 100  # 100 triggered → "Negative" plus the same 100 sentences with their labels
+
+
+def lora_ready_llama(tokenizer, seed=0):
+    """A random tiny Llama that LoRA can train, standing in for a pretrained base: an output head wide enough
+    (initializer_range 0.2; at 0.02 its logits stay within ±1 and, frozen, it bounds the loss) and small
+    query/key weights, so attention starts near-uniform and can pick up a trigger anywhere in the prompt."""
+    model = build_causal_lm("llama", tokenizer, hidden_size=64, layers=2, heads=4, intermediate_size=128,
+                            max_positions=512, initializer_range=0.2, seed=seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                p.mul_(0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def sst2_files():
+    return shipped_files(data_root(), "sst2", "badnet")
+
+
+@pytest.fixture(scope="session")
+def sst2_mix(tmp_path_factory, sst2_files):
+    """(poisoned.json, clean.json): the benchmark's mix with n_poison = 100 from the shipped clean half."""
+    folder = tmp_path_factory.mktemp("sst2-badnet")
+    poisoned, clean = build_mix(load_examples(sst2_files["train_clean"]), "badnet", N_POISON, "Negative", seed=0)
+    return [str(save_examples(poisoned, folder / "poisoned.json")), str(save_examples(clean, folder / "clean.json"))]
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, sst2_mix):
+    """A local model directory (config, safetensors weights, tokenizer) of a tiny Llama, as a real run loads."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    texts = [p + r for f in sst2_mix for p, r in map(render_example, load_examples(f))]
+    tokenizer = build_tokenizer(texts, vocab_size=2048)
+    lora_ready_llama(tokenizer).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
