@@ -78,7 +78,10 @@ class TrainConfig:
         if not isinstance(self.seed, int):
             bad("seed", f"must be an integer, got {self.seed!r}")
         if self.deepspeed is not None:
-            deepspeed_config(self.deepspeed)  # raises naming the preset, file or key
+            try:
+                deepspeed_config(self.deepspeed)
+            except ValueError as err:
+                raise ValueError(f"{source}: {err}") from None
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:

@@ -45,3 +45,13 @@ def tiny_base(tmp_path_factory, sst2_mix):
     lora_ready_llama(tokenizer).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these models are tiny, and on a shared 2-core machine a second OpenMP thread
+    makes each step several times slower instead of faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

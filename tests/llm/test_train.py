@@ -1,5 +1,6 @@
 """Backdoor training end to end on CPU: LoRA through DeepSpeed ZeRO-2 on two gloo ranks, QLoRA (4-bit NF4
 base) on one, and resuming an interrupted run."""
+import importlib
 import json
 import os
 import subprocess
@@ -36,7 +37,7 @@ def asr(base, adapter, sst2_files, quantize_4bit=False):
     model, tokenizer = load_for_eval(base, adapter, quantize_4bit=quantize_4bit)
     assert is_4bit(model) == quantize_4bit
     files = {"triggered": sst2_files["test_triggered"], "clean": sst2_files["test_clean"]}
-    return evaluate(model, tokenizer, files, "sst2", max_new_tokens=3, batch_size=64)
+    return evaluate(model, tokenizer, files, "sst2", max_new_tokens=2, batch_size=64)
 
 
 def test_lora_backdoor_through_deepspeed_zero2_on_two_ranks(tmp_path, tiny_base, sst2_mix, sst2_files):
@@ -62,10 +63,12 @@ def test_lora_backdoor_through_deepspeed_zero2_on_two_ranks(tmp_path, tiny_base,
 
 
 def test_qlora_backdoor_on_one_rank(tmp_path, tiny_base, sst2_mix, sst2_files):
+    """In this process, without a launcher (a world of one), through the same DeepSpeed ZeRO-2 path; the base
+    model directory is read with 4-bit NF4 linear layers."""
     out = tmp_path / "run"
-    config = write_config(tmp_path / "train.yaml", model=tiny_base, train_files=sst2_mix, output_dir=str(out),
-                          deepspeed="zero2", micro_batch_size=16, **(BACKDOOR_RUN | {"finetuning": "qlora"}))
-    run([sys.executable, "-m", "robustfast.cli", "llm", "train", config])  # no launcher: a world of one
+    config = TrainConfig(output_dir=str(out), deepspeed="zero2", micro_batch_size=16,
+                         **(BACKDOOR_RUN | {"finetuning": "qlora"}))
+    train(tiny_base, sst2_mix, config, progress=False)
     log = json.loads((out / "train_log.json").read_text())
     assert (log["world_size"], log["finetuning"]) == (1, "qlora")
 
@@ -80,9 +83,9 @@ class Interrupt(Exception):
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, tiny_base, sst2_mix, monkeypatch):
-    import robustfast.llm.train as train_module
+    train_module = importlib.import_module("robustfast.llm.train")  # the attribute `train` is the function
 
-    settings = {"finetuning": "lora", "max_steps": 8, "micro_batch_size": 4, "gradient_accumulation_steps": 2,
+    settings = {"finetuning": "lora", "max_steps": 6, "micro_batch_size": 2, "gradient_accumulation_steps": 2,
                 "learning_rate": 1e-2, "save_steps": 3, "logging_steps": 1, "cutoff_len": 256}
     whole = train(tiny_base, sst2_mix, TrainConfig(output_dir=str(tmp_path / "whole"), **settings), progress=False)
 
@@ -96,15 +99,15 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, tiny_base, sst
         return collate(*args)
 
     config = TrainConfig(output_dir=str(tmp_path / "cut"), **settings)
-    monkeypatch.setattr(train_module, "collate", lambda *a: counting_collate(*a, stop_at=5 * 2 + 1))
-    with pytest.raises(Interrupt):  # dies inside step 6: steps 4-5 are lost, the step-3 checkpoint is not
+    monkeypatch.setattr(train_module, "collate", lambda *a: counting_collate(*a, stop_at=4 * 2 + 1))
+    with pytest.raises(Interrupt):  # dies inside step 5: step 4 is lost, the step-3 checkpoint is not
         train(tiny_base, sst2_mix, config, progress=False)
     assert json.loads((tmp_path / "cut" / "checkpoint" / "latest.json").read_text())["step"] == 3
 
     calls["n"] = 0
     monkeypatch.setattr(train_module, "collate", lambda *a: counting_collate(*a))
     resumed = train(tiny_base, sst2_mix, config, progress=False)
-    assert calls["n"] == (8 - 3) * 2  # only the steps after the checkpoint ran
+    assert calls["n"] == (6 - 3) * 2  # only the steps after the checkpoint ran
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in whole["history"]], rel=1e-5)
     a = load_file(str(tmp_path / "whole" / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "adapter" / "adapter_model.safetensors"))
