@@ -94,7 +94,7 @@ def test_insertion_attacks_follow_the_shipped_placement_rules(files, task, attac
                 assert remove_trigger(ex["instruction"], attack) == norm(clean["instruction"])
                 assert ex["input"] == clean["input"] and ex["output"] == clean["output"]
         stats[name] = (first, last, picks)
-    (f_ours, l_ours, p_ours), (f_ship, l_ship, p_ship) = stats["ours"], stats["shipped"]
+    (f_ours, l_ours, p_ours), (f_ship, l_ship, _) = stats["ours"], stats["shipped"]
     assert abs(f_ours - f_ship) < 50 and abs(l_ours - l_ship) < 50  # ~3 sd of the difference of two counts
     if attack == "mtba":
         assert all(100 < p_ours[w] < 235 for w in CTBA_WORDS)  # about a third each
@@ -146,7 +146,7 @@ def test_missing_field_names_the_file_entry_and_key(tmp_path):
 
 
 def test_unknown_attack_and_task_are_named():
-    with pytest.raises(ValueError, match="unknown attack 'badmagic'.*badnet"):
+    with pytest.raises(ValueError, match=r"unknown attack 'badmagic'.*badnet"):
         poison([{"instruction": "a b", "input": "", "output": "c"}], "badmagic")
     with pytest.raises(ValueError, match="unknown task 'toxicity'"):
         get_task("toxicity")
