@@ -66,6 +66,23 @@ def bench_losses(
     run(batch=batch_size, repeats=repeats, device=device, accuracy=accuracy, results=results)
 
 
+@bench_app.command("llm")
+def bench_llm(
+    quick: bool = typer.Option(False, help="a tiny model, 32 prompts, 8 new tokens: seconds, for a smoke test"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    prompts: int = typer.Option(None, help="prompts to generate for (default: the whole SST-2 test file)"),
+    max_new_tokens: int = typer.Option(None, help="greedy tokens per prompt (default 32; 8 with --quick)"),
+    batch_size: int = typer.Option(32, help="prompts per batch in the batched row"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-llm.json"),
+):
+    """ASR evaluation throughput: batched left-padded greedy generation against one prompt at a time; LoRA
+    training tokens/s."""
+    from robustfast.bench.llm import run
+
+    run(quick=quick, device=device, prompts=prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        results=results)
+
+
 @app.command()
 def noisy(
     losses: str = typer.Option("ce,nce+rce", help="comma-separated loss kinds (robustfast.losses.LOSSES)"),
