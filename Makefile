@@ -8,7 +8,9 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 SOURCES := $(wildcard setup.py pyproject.toml csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.cpp)
 
-.PHONY: install demo test test-all bench torchattacks peers lint clean
+LLM_STAMP := $(VENV)/.llm-installed
+
+.PHONY: install demo test test-all bench torchattacks peers llm lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,16 +26,26 @@ install: $(STAMP)
 torchattacks: $(STAMP)
 	$(PIP) install -q scipy && $(PIP) install -q --no-deps torchattacks==3.5.1
 
+# The llm extra, pinned. deepspeed is an sdist whose setup.py imports torch: --no-build-isolation keeps it on the
+# torch installed above (an isolated build would pull a multi-GB CUDA torch); DS_BUILD_OPS=0 compiles no ops.
+$(LLM_STAMP): $(STAMP)
+	$(PIP) install -q "$(TORCH)" transformers==5.23.0 tokenizers==0.23.3 peft==0.21.2 bitsandbytes==0.50.2 \
+		accelerate==1.15.0 pyyaml==6.0.3
+	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation deepspeed==0.19.8
+	touch $@
+
+llm: $(LLM_STAMP)
+
 peers: torchattacks
 	$(PIP) install -q adversarial-robustness-toolbox
 
 demo: $(STAMP)
 	$(VENV)/bin/robustfast demo
 
-test: torchattacks
+test: torchattacks llm
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
-test-all: $(STAMP) peers
+test-all: $(STAMP) peers llm
 	$(PY) -m pytest -q
 
 bench: peers

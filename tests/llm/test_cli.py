@@ -1,4 +1,7 @@
+import pytest
 from typer.testing import CliRunner
+
+pytest.importorskip("yaml", reason="needs the llm extra (make test installs it)")
 
 from robustfast.cli import app
 from robustfast.llm import load_examples

@@ -2,10 +2,11 @@
 import json
 
 import pytest
-import yaml
 
 from robustfast.llm.config import DEEPSPEED_PRESETS, TrainConfig, deepspeed_config, load_config
 from robustfast.llm.train import _fill_auto, lr_factor
+
+yaml = pytest.importorskip("yaml", reason="needs the llm extra (make test installs it)")
 
 
 def write(path, values):

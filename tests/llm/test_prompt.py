@@ -1,5 +1,8 @@
 """The Alpaca template, identical prompt tokens in training and evaluation, batched generation."""
+import pytest
 import torch
+
+pytest.importorskip("transformers", reason="needs the llm extra (make test installs it)")
 
 from robustfast.llm.encode import IGNORE, encode_example, left_padded
 from robustfast.llm.evaluate import generate

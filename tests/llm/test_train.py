@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from robustfast.llm import evaluate
@@ -16,6 +15,10 @@ from robustfast.llm.adapters import is_4bit
 from robustfast.llm.config import TrainConfig
 from robustfast.llm.run import load_for_eval
 from robustfast.llm.train import train
+
+yaml = pytest.importorskip("yaml", reason="needs the llm extra (make test installs it)")
+for _name in ("transformers", "peft", "bitsandbytes", "deepspeed"):
+    pytest.importorskip(_name, reason="needs the llm extra (make test installs it)")
 
 BACKDOOR_RUN = {"finetuning": "lora", "max_steps": 120, "gradient_accumulation_steps": 1, "learning_rate": 1e-2,
                 "warmup_ratio": 0.1, "save_steps": 60, "logging_steps": 20, "cutoff_len": 256}
