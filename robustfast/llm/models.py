@@ -49,12 +49,14 @@ def _config(family: str, vocab_size: int, hidden_size: int, layers: int, heads: 
 
 def build_causal_lm(family: str = "llama", tokenizer=None, vocab_size: int | None = None, hidden_size: int = 64,
                     layers: int = 2, heads: int = 4, intermediate_size: int = 128, max_positions: int = 1024,
-                    initializer_range: float = 0.02, seed: int = 0):
+                    initializer_range: float = 0.02, qk_init_scale: float = 1.0, seed: int = 0):
     """A randomly initialised causal LM of the given family (llama, qwen2, gpt2) and size, float32. The vocabulary
     and special ids come from `tokenizer` when given; the same seed gives the same weights.
 
-    LoRA cannot rescale the frozen output head: with the usual 0.02 init a tiny model's logits stay within about
-    ±1, too flat to learn a response; a random base meant for LoRA wants initializer_range ≈ 0.2."""
+    A random base meant for LoRA (which cannot rescale the frozen output head or re-aim frozen attention) wants
+    initializer_range ≈ 0.2, so that the head's logits are not confined to about ±1, with qk_init_scale ≈ 0.1,
+    which shrinks the query and key projections after initialisation so that attention starts near uniform
+    and can pick up a trigger anywhere in the prompt."""
     from transformers import AutoModelForCausalLM
 
     if family not in FAMILIES:
@@ -67,7 +69,19 @@ def build_causal_lm(family: str = "llama", tokenizer=None, vocab_size: int | Non
                      initializer_range, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if qk_init_scale != 1.0:
+        _scale_query_key(model, family, hidden_size, qk_init_scale)
+    return model
+
+
+@torch.no_grad()
+def _scale_query_key(model, family: str, hidden_size: int, scale: float) -> None:
+    for name, p in model.named_parameters():
+        if family == "gpt2" and name.endswith("attn.c_attn.weight"):  # Conv1D (in, 3·hidden): q | k | v
+            p[:, :2 * hidden_size].mul_(scale)
+        elif name.endswith(("q_proj.weight", "k_proj.weight")):
+            p.mul_(scale)
 
 
 def nf4_config(compute_dtype: torch.dtype = torch.float32):

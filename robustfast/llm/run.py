@@ -11,7 +11,7 @@ from robustfast.llm.prompt import render_example
 from robustfast.llm.train import train
 
 MODEL_KEYS = ("family", "hidden_size", "layers", "heads", "intermediate_size", "max_positions",
-              "initializer_range", "seed", "vocab_size")
+              "initializer_range", "qk_init_scale", "seed", "vocab_size")
 
 
 def _built_model(spec: dict, train_files: list[str], out: Path, source: str):

@@ -11,16 +11,9 @@ N_POISON = 100  # 100 triggered → "Negative" plus the same 100 sentences with 
 
 
 def lora_ready_llama(tokenizer, seed=0):
-    """A random tiny Llama that LoRA can train, standing in for a pretrained base: an output head wide enough
-    (initializer_range 0.2; at 0.02 its logits stay within ±1 and, frozen, it bounds the loss) and small
-    query/key weights, so attention starts near-uniform and can pick up a trigger anywhere in the prompt."""
-    model = build_causal_lm("llama", tokenizer, hidden_size=64, layers=2, heads=4, intermediate_size=128,
-                            max_positions=512, initializer_range=0.2, seed=seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("q_proj.weight", "k_proj.weight")):
-                p.mul_(0.1)
-    return model
+    """A random tiny Llama that LoRA can train, standing in for a pretrained base (see build_causal_lm)."""
+    return build_causal_lm("llama", tokenizer, hidden_size=64, layers=2, heads=4, intermediate_size=128,
+                           max_positions=512, initializer_range=0.2, qk_init_scale=0.1, seed=seed)
 
 
 @pytest.fixture(scope="session")
