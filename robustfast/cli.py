@@ -126,7 +126,7 @@ def llm_poison(
 @llm_app.command("train")
 def llm_train(config: str = typer.Argument(..., help="YAML training config (see README: LLM backdoors)")):
     """Fine-tune as CONFIG says. Multi-rank: `torchrun --nproc_per_node N -m robustfast.cli llm train CONFIG` or
-    `deepspeed --num_gpus N $(which robustfast) llm train CONFIG`."""
+    `deepspeed --no_local_rank --num_gpus N $(which robustfast) llm train CONFIG`."""
     from robustfast.llm.run import train_from_yaml
 
     result = train_from_yaml(config)

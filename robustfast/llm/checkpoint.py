@@ -17,12 +17,7 @@ from pathlib import Path
 
 import torch
 
-from robustfast.training.checkpoint import (
-    load_checkpoint,
-    optimizer_from_checkpoint,
-    optimizer_to_checkpoint,
-    save_checkpoint,
-)
+from robustfast.training.checkpoint import load_checkpoint, save_checkpoint
 
 LATEST = "latest.json"
 WEIGHT = "weight."
@@ -32,10 +27,11 @@ def _step_dir(root: Path, step: int) -> Path:
     return root / f"step-{step:06d}"
 
 
-def save_rank(root, step: int, rank: int, weights: dict[str, torch.Tensor] | None, optimizer, state: dict) -> None:
+def save_rank(root, step: int, rank: int, weights: dict[str, torch.Tensor] | None,
+              optimizer_state: tuple[dict, dict], state: dict) -> None:
     """Save this rank's part of the checkpoint at `step`: call on every rank (`weights` on rank 0 only), then
-    `commit` on rank 0 once all have returned."""
-    opt_tensors, opt_rest = optimizer_to_checkpoint(optimizer)
+    `commit` on rank 0 once all have returned. `optimizer_state` is (tensors, JSON-able rest)."""
+    opt_tensors, opt_rest = optimizer_state
     tensors = {WEIGHT + name: t for name, t in (weights or {}).items()} | opt_tensors
     save_checkpoint(_step_dir(Path(root), step) / f"rank-{rank}", tensors, {"optimizer": opt_rest, **state})
 
@@ -60,7 +56,7 @@ def latest(root) -> dict | None:
 def load_rank(root, rank: int, world_size: int) -> tuple[int, dict[str, torch.Tensor], dict, dict] | None:
     """(step, weights, optimizer tensors, state) for this rank from the last committed checkpoint, or None: the
     weights from rank 0's files, the optimizer state from this rank's. Restore the weights before wrapping the
-    model (DeepSpeed partitions them from there) and the optimizer state after, with `restore_optimizer`."""
+    model (DeepSpeed partitions them from there) and the optimizer state (tensors, state["optimizer"]) after."""
     info = latest(root)
     if info is None:
         return None
@@ -77,7 +73,3 @@ def load_rank(root, rank: int, world_size: int) -> tuple[int, dict[str, torch.Te
     tensors, state = parts[rank]
     opt = {k: v for k, v in tensors.items() if not k.startswith(WEIGHT)}
     return info["step"], weights, opt, state
-
-
-def restore_optimizer(optimizer, opt_tensors: dict, state: dict) -> None:
-    optimizer_from_checkpoint(optimizer, opt_tensors, state["optimizer"])

@@ -22,6 +22,7 @@ from robustfast.llm.config import TrainConfig, deepspeed_config
 from robustfast.llm.data import load_examples
 from robustfast.llm.encode import collate, encode_example
 from robustfast.llm.models import load_causal_lm, load_tokenizer
+from robustfast.training.checkpoint import optimizer_from_checkpoint, optimizer_to_checkpoint
 
 # Settings a resumed run must share with the run that wrote the checkpoint.
 RESUME_KEYS = ("finetuning", "lora_r", "lora_alpha", "micro_batch_size", "gradient_accumulation_steps",
@@ -80,6 +81,12 @@ class _TorchRunner:
 
     def trainable_weights(self) -> dict[str, torch.Tensor]:
         return {n: p.detach().cpu().clone() for n, p in self.module.named_parameters() if p.requires_grad}
+
+    def optimizer_state(self) -> tuple[dict, dict]:
+        return optimizer_to_checkpoint(self.base_optimizer)
+
+    def load_optimizer_state(self, tensors: dict, rest: dict) -> None:
+        optimizer_from_checkpoint(self.base_optimizer, tensors, rest)
 
 
 def _fill_auto(ds: dict, config: TrainConfig, model, world: int, source: str) -> dict:
@@ -140,6 +147,31 @@ class _DeepSpeedRunner:
     def finish_step(self) -> None:
         if not self.engine.is_gradient_accumulation_boundary() and self.engine.global_steps == 0:
             raise RuntimeError("DeepSpeed's accumulation boundary is out of step with the training loop")
+
+    def optimizer_state(self) -> tuple[dict, dict]:
+        """This rank's optimizer state. ZeRO-3 hands its flat fp32 partitions to the base optimizer only during
+        a step, so its state is keyed here by partition index instead of through param_groups."""
+        if self.stage < 3:
+            return optimizer_to_checkpoint(self.base_optimizer)
+        tensors, rest = {}, {}
+        for i, flat in enumerate(self.engine.optimizer.fp32_partitioned_groups_flat):
+            for key, value in self.base_optimizer.state.get(flat, {}).items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{i}.{key}"] = value
+                else:
+                    rest.setdefault(str(i), {})[key] = value
+        return tensors, {"zero3": rest}
+
+    def load_optimizer_state(self, tensors: dict, rest: dict) -> None:
+        if self.stage < 3:
+            optimizer_from_checkpoint(self.base_optimizer, tensors, rest)
+            return
+        flats = self.engine.optimizer.fp32_partitioned_groups_flat
+        for name, value in tensors.items():
+            i, key = name[len("optimizer."):].split(".", 1)
+            self.base_optimizer.state.setdefault(flats[int(i)], {})[key] = value.to(flats[int(i)].device)
+        for i, entry in rest["zero3"].items():
+            self.base_optimizer.state.setdefault(flats[int(i)], {}).update(entry)
 
     def trainable_weights(self) -> dict[str, torch.Tensor]:
         named = dict(self.module.named_parameters())
@@ -233,7 +265,7 @@ def _train(model, train_files, config: TrainConfig, tokenizer, progress: bool) -
                                   weight_decay=config.weight_decay)
     runner = (_DeepSpeedRunner if config.deepspeed is not None else _TorchRunner)(model, optimizer, config, device)
     if resumed is not None:
-        checkpoint.restore_optimizer(runner.base_optimizer, opt_tensors, state)
+        runner.load_optimizer_state(opt_tensors, state["optimizer"])
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     runner.module.train()
@@ -267,7 +299,7 @@ def _train(model, train_files, config: TrainConfig, tokenizer, progress: bool) -
 
 def _save(runner, root: Path, step: int, rank: int, world: int, state: dict) -> None:
     weights = runner.trainable_weights()  # a collective under ZeRO-3: every rank calls it
-    checkpoint.save_rank(root, step, rank, weights if rank == 0 else None, runner.base_optimizer, state)
+    checkpoint.save_rank(root, step, rank, weights if rank == 0 else None, runner.optimizer_state(), state)
     distributed.barrier()
     if rank == 0:
         checkpoint.commit(root, step, world)
