@@ -66,10 +66,11 @@ class _TorchRunner:
         self.params = [p for p in model.parameters() if p.requires_grad]
 
     def micro_step(self, batch: dict, last: bool) -> torch.Tensor:
+        # DDP all-reduces gradients only in the last micro-batch's backward
         sync = nullcontext() if last or self.wrapped is self.module else self.wrapped.no_sync()
-        with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16"):
-            loss = self.wrapped(**batch).loss
         with sync:
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16"):
+                loss = self.wrapped(**batch).loss
             (loss / self.config.gradient_accumulation_steps).backward()
         return loss.detach()
 
@@ -145,8 +146,7 @@ class _DeepSpeedRunner:
         return loss.detach()
 
     def finish_step(self) -> None:
-        if not self.engine.is_gradient_accumulation_boundary() and self.engine.global_steps == 0:
-            raise RuntimeError("DeepSpeed's accumulation boundary is out of step with the training loop")
+        pass  # the engine applied the update in the last micro-batch's engine.step()
 
     def optimizer_state(self) -> tuple[dict, dict]:
         """This rank's optimizer state. ZeRO-3 hands its flat fp32 partitions to the base optimizer only during
