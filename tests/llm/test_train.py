@@ -124,12 +124,12 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, tiny_base, sst
 
 @pytest.mark.slow
 def test_zero_stages_give_the_same_loss_curve_on_two_ranks(tmp_path, tiny_base, sst2_mix):
-    """ZeRO 0, 2 and 3 partition the same computation differently: the losses must agree step by step. ZeRO-2
-    runs under the deepspeed launcher, the others under torchrun."""
+    """ZeRO 0, 2 and 3 and plain DDP partition the same computation differently: the losses must agree step by
+    step. ZeRO-2 runs under the deepspeed launcher, the others under torchrun."""
     bin_dir = Path(sys.executable).parent
     curves = {}
-    for preset in ("zero0", "zero2", "zero3"):
-        out = tmp_path / preset
+    for preset in ("zero0", "zero2", "zero3", None):
+        out = tmp_path / str(preset)
         config = write_config(tmp_path / f"{preset}.yaml", model=tiny_base, train_files=sst2_mix,
                               output_dir=str(out), deepspeed=preset, max_steps=6, micro_batch_size=4,
                               gradient_accumulation_steps=2, learning_rate=1e-2, save_steps=3, logging_steps=1)
@@ -143,3 +143,4 @@ def test_zero_stages_give_the_same_loss_curve_on_two_ranks(tmp_path, tiny_base, 
     assert len(curves["zero0"]) == 6
     assert curves["zero2"] == pytest.approx(curves["zero0"], rel=1e-4)
     assert curves["zero3"] == pytest.approx(curves["zero0"], rel=1e-4)
+    assert curves[None] == pytest.approx(curves["zero0"], rel=1e-4)  # DistributedDataParallel
