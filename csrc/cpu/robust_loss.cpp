@@ -37,7 +37,8 @@
 
 #define RL_INLINE inline __attribute__((always_inline))
 
-#pragma GCC diagnostic push
+// 32-byte vectors in the baseline build: GCC notes that their ABI differs without AVX; every function that takes or
+// returns one is inlined (and the note comes at the end of the file, so it is silenced for the whole file).
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace {
@@ -432,7 +433,15 @@ RL_INLINE RowTerms<typename Simd::T> row_terms(const RowStats<typename Simd::T>&
   }
   t.S = st.sum_zm - P.Kf * st.logs;
   t.Dn = P.Kf - (st.pq_sum + (st.low_cnt + (t.y_in ? T(0) : T(1))) * P.thr_q);
-  t.focal_w = P.w_fl == 0 && P.w_nfl == 0 ? T(0) : P.gamma == T(0) ? T(1) : std::pow(t.omp, P.gamma);
+  t.focal_w = 0;
+  if (P.w_fl != 0 || P.w_nfl != 0) {
+    // (1 − p_y)^γ, as torch.pow (0^0 = 1); the usual γ without a libm pow
+    t.focal_w = P.gamma == T(0.5)   ? std::sqrt(t.omp)
+                : P.gamma == T(0)   ? T(1)
+                : P.gamma == T(1)   ? t.omp
+                : P.gamma == T(2)   ? t.omp * t.omp
+                                    : std::pow(t.omp, P.gamma);
+  }
   return t;
 }
 
@@ -574,7 +583,8 @@ void bwd_rows_generic(const at::opmath_type<S>* grad_loss, const S* z, const int
   bwd_rows_body<SimdFor<at::opmath_type<S>>>(grad_loss, z, labels, grad, b0, b1, P, ebuf);
 }
 
-#if defined(__GNUC__) && defined(__x86_64__)
+// ROBUSTFAST_NO_AVX2_BUILD leaves the AVX2 build out (to test the baseline one on an AVX2 machine).
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(ROBUSTFAST_NO_AVX2_BUILD)
 #define RL_HAVE_AVX2_BUILD 1
 template <typename S>
 __attribute__((target("avx2,fma"))) void fwd_rows_avx2(const S* z, const int64_t* labels, float* loss, int64_t b0,
@@ -645,8 +655,6 @@ void check_labels(const int64_t* labels, int64_t B, int64_t K, const char* op) {
 int64_t row_grain(int64_t K) { return std::max<int64_t>(1, at::internal::GRAIN_SIZE / (4 * K)); }
 
 }  // namespace
-
-#pragma GCC diagnostic pop
 
 at::Tensor robust_loss_fwd_cpu(const at::Tensor& logits, const at::Tensor& labels, c10::string_view kind,
                                double alpha, double beta, double gamma, double q) {
