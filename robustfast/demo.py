@@ -2,7 +2,8 @@
 
 Trains a classifier (resumable: rerunning continues from the last finished epoch), reports clean accuracy,
 attacks the test set with PGD-10 (L∞, ε = 8/255) and reports robust accuracy and attack throughput beside
-the plain-PyTorch reference loop.
+the plain-PyTorch reference loop. Then makes the digits unlearnable with class-wise error-minimizing noise and
+compares a model trained on them with one trained on the clean digits.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from robustfast.data import digits, loader
 from robustfast.models import WideResNet, save_model
 from robustfast.reference.pgd_attack import pgd_attack
 from robustfast.training import evaluate, train_classifier
+from robustfast.unlearnable.demo import section as unlearnable_section
 
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
 
@@ -45,4 +47,6 @@ def run(epochs: int, device: str, out: str) -> dict:
     slow = len(images) / median_seconds(reference, dev, repeats=1, warmup=0)[0]
     print(f"PGD-{STEPS} throughput, batch 128: robustfast {fast:.0f} images/s, reference loop {slow:.0f} images/s "
           f"({fast / slow:.2f}x)")
-    return {"clean": clean, "robust": result["robust"], "images_per_s": fast, "reference_images_per_s": slow}
+    unlearnable = unlearnable_section(device=device, out=str(out_dir / "unlearnable"))
+    return {"clean": clean, "robust": result["robust"], "images_per_s": fast, "reference_images_per_s": slow,
+            "unlearnable": unlearnable}

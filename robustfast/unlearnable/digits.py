@@ -1,9 +1,10 @@
 """The unlearnable-examples recipe on the built-in digits (3×32×32), shared by the CLI, the demo and the tests.
 
 Settings are the spec's (ε = 8/255, α = 0.8/255, 20 steps sample-wise and 1 class-wise, 10 θ steps per round,
-stop error 0.01, SGD 0.1 / 0.9 / 5e-4, grad-norm clip 5) with two changes for a 1,437-image set: the surrogate is
-a small CNN, and class-wise batches hold 64 images (the 20 % subset has 287 images, fewer than one drop-last
-batch of 512). The victim is a wider small CNN trained from scratch without augmentation.
+stop error 0.01, SGD 0.1 / 0.9 / 5e-4, grad-norm clip 5) with two changes for a 1,438-image set: the surrogate is
+a 4-wide small CNN, and class-wise batches hold 64 images (the 20 % subset has about 290 images, fewer than one
+drop-last batch of 512). The victim is an 8-wide small CNN trained from scratch without augmentation (SGD 0.1,
+batch 32, cosine): 8 epochs take it past 90 % on the clean digits.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from robustfast.unlearnable.report import NoiseReport
 from robustfast.unlearnable.search import error_minimizing_noise
 
 BATCH_SIZE = {"samplewise": 512, "classwise": 64}
-SURROGATE_WIDTH, VICTIM_WIDTH = 16, 32
+SURROGATE_WIDTH, VICTIM_WIDTH = 4, 8
 
 
 def digits_sets(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
@@ -51,12 +52,12 @@ def unlearnable_set(train_set: TensorDataset, noise: torch.Tensor, kind: str, **
     return TensorDataset(x, labels)
 
 
-def victim_accuracy(train_set: TensorDataset, test_set: TensorDataset, *, epochs: int = 10, seed: int = 0,
+def victim_accuracy(train_set: TensorDataset, test_set: TensorDataset, *, epochs: int = 8, seed: int = 0,
                     device="cpu", progress: bool = False) -> float:
-    """Clean test accuracy of a fresh small CNN trained on `train_set` (SGD 0.05, batch 64, cosine)."""
+    """Clean test accuracy of a fresh small CNN trained on `train_set` (SGD 0.1, batch 32, cosine)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = SmallCNN(num_classes=10, in_channels=3, width=VICTIM_WIDTH).to(device)
-    train_classifier(model, train_set, epochs=epochs, batch_size=64, lr=0.05, seed=seed, device=device,
+    train_classifier(model, train_set, epochs=epochs, batch_size=32, lr=0.1, seed=seed, device=device,
                      progress=progress)
     return evaluate(model, test_set, device=device)
