@@ -61,9 +61,11 @@ def minimize_noise(model, x0: torch.Tensor, y: torch.Tensor, delta: torch.Tensor
 
 def class_mean_update(noise: torch.Tensor, eta: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
     """δ_k ← clamp(mean_{i: y_i = k} η_i, −ε, ε) for each class k present in `labels`; absent classes keep δ_k.
-    One scatter-add of η and of the counts, a divide and a clamp."""
-    sums = torch.zeros_like(noise).index_add_(0, labels, eta.to(noise.dtype))
-    counts = torch.bincount(labels, minlength=noise.shape[0]).to(noise.dtype).view(-1, *(1,) * (noise.dim() - 1))
+    The per-class sums are one product with the one-hot labels (deterministic on a GPU, where a scatter-add
+    of floats is not), then a divide and a clamp."""
+    onehot = F.one_hot(labels, noise.shape[0]).to(noise.dtype)
+    sums = (onehot.T @ eta.to(noise.dtype).flatten(1)).view_as(noise)
+    counts = onehot.sum(0).view(-1, *(1,) * (noise.dim() - 1))
     mean = (sums / counts.clamp(min=1)).clamp_(-eps, eps)
     return torch.where(counts > 0, mean, noise)
 
