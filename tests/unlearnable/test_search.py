@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from robustfast.unlearnable import error_minimizing_noise
+from robustfast.unlearnable import search as search_module
 from robustfast.unlearnable.phases import class_mean_update, minimize_noise
 
 from .helpers import TINY, tiny_model
@@ -118,6 +119,28 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_digits, tmp_
     assert torch.equal(resumed, full)
     for a, b in zip(resumed_model.state_dict().values(), full_model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_crash_inside_a_round_resumes_from_the_last_finished_round(tiny_digits, tmp_path, monkeypatch):
+    images, labels = tiny_digits
+    settings = {**TINY, "stop_error": 0.0}
+    full, _ = error_minimizing_noise(tiny_model(), images, labels, max_rounds=3, **settings)
+    real, calls = search_module.minimize_noise, []
+
+    def crashing(*args, **kwargs):  # dies in the middle of round 3 (3 batches per round)
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "minimize_noise", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        error_minimizing_noise(tiny_model(), images, labels, max_rounds=3, checkpoint_dir=tmp_path, **settings)
+    monkeypatch.setattr(search_module, "minimize_noise", real)
+    resumed, report = error_minimizing_noise(tiny_model(seed=7), images, labels, max_rounds=3,
+                                             checkpoint_dir=tmp_path, **settings)
+    assert report.rounds == 3
+    assert torch.equal(resumed, full)
 
 
 def test_resume_refuses_other_settings(tiny_digits, tmp_path):
