@@ -112,6 +112,7 @@ class _Search:
             self.theta = BatchCycle(n, bs, shuffle=False, drop_last=False, device=device)
             self.updates = self.theta
             self.tested = self.theta.epoch(0)
+        self.tested_count = sum(len(range(n)[b]) if isinstance(b, slice) else len(b) for b in self.tested)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"],
                                          weight_decay=s["weight_decay"])
         self.cursor = 0  # batches of the θ stream consumed so far
@@ -132,7 +133,7 @@ class _Search:
             for batch in self.updates.epoch(r):
                 self._update(batch)
             wrong = count_errors(self.model, (self.noisy(b) for b in self.tested), s["amp"])
-        return wrong / sum(len(self.labels[b]) for b in self.tested)
+        return wrong / self.tested_count
 
     def _update(self, batch) -> None:
         s, x0, y = self.s, self.images[batch], self.labels[batch]
