@@ -14,6 +14,9 @@ TORCH_LIBRARY(robustfast, m) {
   m.def(
       "robust_loss_bwd(Tensor grad_loss, Tensor logits, Tensor labels, str kind, float alpha, float beta, float gamma, "
       "float q) -> Tensor");
+  m.def(
+      "knn_lid(Tensor queries, Tensor reference, int[] ks, str form, int self_offset) -> (Tensor distances, "
+      "Tensor indices, Tensor mle, Tensor mom)");
 }
 
 TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("pgd_step", &pgd_step_cpu); }
@@ -21,6 +24,7 @@ TORCH_LIBRARY_IMPL(robustfast, CPU, m) {
   m.impl("robust_loss_fwd", &robust_loss_fwd_cpu);
   m.impl("robust_loss_bwd", &robust_loss_bwd_cpu);
 }
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("knn_lid", &knn_lid_cpu); }
 
 #ifdef WITH_CUDA
 TORCH_LIBRARY_IMPL(robustfast, CUDA, m) { m.impl("pgd_step", &pgd_step_cuda); }

@@ -2,6 +2,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <tuple>
+
 at::Tensor pgd_step_cpu(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,
                         const at::Tensor& alpha, const at::Tensor& eps, c10::string_view norm, double lower,
                         double upper);
@@ -10,6 +12,11 @@ at::Tensor robust_loss_fwd_cpu(const at::Tensor& logits, const at::Tensor& label
                                double alpha, double beta, double gamma, double q);
 at::Tensor robust_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& labels,
                                c10::string_view kind, double alpha, double beta, double gamma, double q);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_lid_cpu(const at::Tensor& queries,
+                                                                       const at::Tensor& reference,
+                                                                       at::IntArrayRef ks, c10::string_view form,
+                                                                       int64_t self_offset);
 
 #ifdef WITH_CUDA
 at::Tensor pgd_step_cuda(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,

@@ -62,6 +62,35 @@ def bench_losses(
     run(batch=batch_size, repeats=repeats, device=device, accuracy=accuracy, results=results)
 
 
+@bench_app.command("lid")
+def bench_lid(
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    quick: bool = typer.Option(False, help="small sizes (seconds): a check that every row runs"),
+    limit_gb: float = typer.Option(16.0, help="skip cdist + topk where its N×N matrix needs more than this"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-lid.json"),
+):
+    """knn_lid on N points against themselves (CPU: N = 100,000, D = 64; GPU: N = 20,000 and 1,000,000, D = 50),
+    time and peak memory, beside cdist + topk, scikit-dimension and faiss-cpu where they fit."""
+    from robustfast.bench.lid import run
+
+    run(device=device, quick=quick, limit_gb=limit_gb, results=results)
+
+
+@app.command()
+def lid(
+    data: str = typer.Option("digits", help="digits (the 8×8 images as 64-D points), gaussian, or a .npy / .pt file "
+                                            "of an N×D array"),
+    k: int = typer.Option(20, help="neighbours"),
+    estimator: str = typer.Option("mle", help="mle or mom"),
+    form: str = typer.Option("literature", help="literature, levina-bickel or ldreg"),
+    out: str = typer.Option("", help="also write the per-sample LIDs to this .npy file"),
+):
+    """Per-sample LID of a point set: geometric mean and var(ln LID) (the Fisher–Rao mean and variance)."""
+    from robustfast.lid.cli import run
+
+    run(data=data, k=k, estimator=estimator, form=form, out=out)
+
+
 @app.command()
 def noisy(
     losses: str = typer.Option("ce,nce+rce", help="comma-separated loss kinds (robustfast.losses.LOSSES)"),
