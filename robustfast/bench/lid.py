@@ -81,7 +81,7 @@ def _cdist_topk(x: torch.Tensor):
 def _skdim_mle(x: torch.Tensor):
     import skdim
 
-    return skdim.id.MLE().fit_pw(x.cpu().numpy(), n_neighbors=K, n_jobs=1).dimension_pw_
+    return skdim.id.MLE().fit(x.cpu().numpy(), n_neighbors=K).dimension_pw_
 
 
 def _faiss_knn(x: torch.Tensor):
