@@ -118,10 +118,7 @@ def _knn_finish_kernel(q_ptr, r_ptr, keys_ptr, ks_ptr, dist_ptr, idx_ptr, mle_pt
             mle = -k / logs
             m = tl.sum(tl.where(head, dist, 0.0), axis=1) / (k - 1)
         else:
-            if FORM == 0:
-                terms = k
-            else:
-                terms = k - 1
+            terms = k if FORM == 0 else k - 1
             floor = _MIN_RATIO * w
             logs = tl.sum(tl.where(keep & (rank < terms), tl.log(tl.maximum(dist, floor) / w), 0.0), axis=1)
             mle = -terms / logs

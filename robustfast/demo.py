@@ -12,6 +12,7 @@ from pathlib import Path
 from robustfast.attacks import PGD, robust_accuracy
 from robustfast.bench.report import median_seconds, resolve_device
 from robustfast.data import digits, loader
+from robustfast.lid.demo import run_section as lid_section
 from robustfast.models import WideResNet, save_model
 from robustfast.reference.pgd_attack import pgd_attack
 from robustfast.training import evaluate, train_classifier
@@ -45,4 +46,6 @@ def run(epochs: int, device: str, out: str) -> dict:
     slow = len(images) / median_seconds(reference, dev, repeats=1, warmup=0)[0]
     print(f"PGD-{STEPS} throughput, batch 128: robustfast {fast:.0f} images/s, reference loop {slow:.0f} images/s "
           f"({fast / slow:.2f}x)")
-    return {"clean": clean, "robust": result["robust"], "images_per_s": fast, "reference_images_per_s": slow}
+    lid = lid_section(out_dir)
+    return {"clean": clean, "robust": result["robust"], "images_per_s": fast, "reference_images_per_s": slow,
+            "lid_png": lid["png"]}

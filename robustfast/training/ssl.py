@@ -8,6 +8,7 @@ sums the two views' terms. The regulariser is off for the first `warmup_epochs`.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 
@@ -44,7 +45,7 @@ def augment(x: torch.Tensor, generator: torch.Generator, min_scale: float = 0.6,
 
 def mlp(dims: tuple[int, ...]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(dims[:-2], dims[1:-1], strict=True):
+    for a, b in itertools.pairwise(dims[:-1]):
         layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
     layers.append(nn.Linear(dims[-2], dims[-1]))
     return nn.Sequential(*layers)

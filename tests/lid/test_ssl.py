@@ -6,17 +6,18 @@ from robustfast.data import digits
 from robustfast.lid import LDReg
 from robustfast.training.ssl import augment, nt_xent, run, train_ssl
 
-# Small enough for the default test run (two SimCLR trainings of ~20 s each on two cores).
-SETTINGS = {"epochs": 12, "batch_size": 128, "width": 8, "lr": 3e-3, "seed": 0, "progress": False}
+# Small enough for the default test run: two SimCLR trainings of ~25 s CPU each, on the digits at their native
+# 8×8 (3 channels). Measured with seed 0: probe 95.0% -> 94.2%, gmean LID 5.16 -> 5.39 with LDReg.
+SETTINGS = {"epochs": 8, "batch_size": 128, "width": 8, "lr": 3e-3, "seed": 0, "progress": False}
 
 
 @pytest.fixture(scope="module")
-def data16():
-    return digits("train", size=16, channels=3), digits("test", size=16, channels=3)
+def data8():
+    return digits("train", size=8, channels=3), digits("test", size=8, channels=3)
 
 
-def test_simclr_with_ldreg_has_higher_lid_and_a_probe_within_two_points(data16):
-    train, test = data16
+def test_simclr_with_ldreg_has_higher_lid_and_a_probe_within_two_points(data8):
+    train, test = data8
     base = run(train, test, method="simclr", beta=0.0, **SETTINGS)
     reg = run(train, test, method="simclr", beta=0.1, k=16, **SETTINGS)
     print(f"SimCLR: probe {base['probe_acc']:.4f} -> {reg['probe_acc']:.4f} with LDReg, "
@@ -26,16 +27,16 @@ def test_simclr_with_ldreg_has_higher_lid_and_a_probe_within_two_points(data16):
     assert reg["probe_acc"] >= base["probe_acc"] - 0.02
 
 
-def test_byol_with_ldreg_trains_and_regularises(data16):
-    train, _ = data16
+def test_byol_with_ldreg_trains_and_regularises(data8):
+    train, _ = data8
     _, history = train_ssl(train, method="byol", epochs=2, batch_size=128, width=4, seed=1, progress=False,
                            ldreg=LDReg(beta=0.1, k=16))
     assert all(h["reg"] < 0 for h in history)  # −β·mean ln LID with LIDs above 1
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
 
 
-def test_same_seed_same_run(data16):
-    train, _ = data16
+def test_same_seed_same_run(data8):
+    train, _ = data8
     small = {"epochs": 1, "batch_size": 128, "width": 4, "seed": 3, "progress": False}
     a = train_ssl(train, **small)[1][0]["loss"]
     b = train_ssl(train, **small)[1][0]["loss"]
@@ -51,7 +52,7 @@ def test_nt_xent_prefers_matching_views():
 
 
 def test_augment_keeps_range_and_shape_and_changes_the_image():
-    x = digits("test", size=16, channels=3).tensors[0][:8]
+    x = digits("test", size=32, channels=3).tensors[0][:8]
     out = augment(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     assert (out - x).abs().mean() > 0.01
