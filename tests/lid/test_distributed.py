@@ -1,5 +1,4 @@
 """LDReg under torch.distributed (gloo, two CPU ranks): each rank's regulariser sees the gathered reference."""
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -15,6 +14,7 @@ def _features(rank: int) -> torch.Tensor:
 
 
 def _worker(rank: int, init_file: str, results):
+    torch.set_num_threads(1)  # two ranks on two cores
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         feats = _features(rank).requires_grad_(True)
@@ -25,7 +25,6 @@ def _worker(rank: int, init_file: str, results):
         dist.destroy_process_group()
 
 
-@pytest.mark.slow  # two spawned ranks: ~20 s of CPU, over a minute of wall time on a busy 2-core machine
 def test_ldreg_gathers_a_detached_reference_across_ranks(tmp_path):
     results = mp.Manager().dict()
     mp.spawn(_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True)

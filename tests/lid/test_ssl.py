@@ -6,9 +6,20 @@ from robustfast.data import digits
 from robustfast.lid import LDReg
 from robustfast.training.ssl import augment, nt_xent, run, train_ssl
 
-# Small enough for the default test run: two SimCLR trainings of ~25 s CPU each, on the digits at their native
-# 8×8 (3 channels). Measured with seed 0: probe 95.0% -> 94.2%, gmean LID 5.16 -> 5.39 with LDReg.
+# Small enough for the default test run: two SimCLR trainings of ~7 s each, on the digits at their native 8×8
+# (3 channels). Measured, one thread: seed 0 probe 95.0% -> 95.3% with LDReg, gmean LID 5.16 -> 5.37; seeds 1, 2, 3:
+# probe 96.4 -> 96.4, 96.1 -> 95.8, 95.0 -> 94.4; LID 5.29 -> 5.58, 5.31 -> 5.51, 5.32 -> 5.41.
 SETTINGS = {"epochs": 8, "batch_size": 128, "width": 8, "lr": 3e-3, "seed": 0, "progress": False}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: on a busy 2-core machine intra-op threads cost more in synchronisation than they
+    save (two BYOL epochs: 40 s with two threads, 1.5 s with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
