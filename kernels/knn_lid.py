@@ -109,19 +109,21 @@ def _knn_finish_kernel(q_ptr, r_ptr, keys_ptr, ks_ptr, dist_ptr, idx_ptr, mle_pt
     out = rows.to(tl.int64)[:, None] * KMAX + rank
     tl.store(dist_ptr + out, dist, mask=keep)
     tl.store(idx_ptr + out, idx, mask=keep)
+    dist = tl.where(keep, dist, 1.0)  # finite stand-ins where nothing is kept, so no lane computes inf/inf
     for t in range(NK):
         k = tl.load(ks_ptr + t)
         w = tl.sum(tl.where(keep & (rank == k - 1), dist, 0.0), axis=1)[:, None]
+        w = tl.where(rmask[:, None], w, 1.0)
         if FORM == 2:
             head = keep & (rank < k - 1)
             logs = tl.sum(tl.where(head, tl.log(dist / w + _LDREG_LOG_EPS), 0.0), axis=1)
-            mle = -k / logs
+            mle = -k / tl.where(rmask, logs, -1.0)
             m = tl.sum(tl.where(head, dist, 0.0), axis=1) / (k - 1)
         else:
             terms = k if FORM == 0 else k - 1
             floor = _MIN_RATIO * w
             logs = tl.sum(tl.where(keep & (rank < terms), tl.log(tl.maximum(dist, floor) / w), 0.0), axis=1)
-            mle = -terms / logs
+            mle = -terms / tl.where(rmask, logs, -1.0)
             m = tl.sum(tl.where(keep & (rank < k), dist, 0.0), axis=1) / k
         w1 = tl.sum(w, axis=1)
         tl.store(mle_ptr + rows.to(tl.int64) * NK + t, mle, mask=rmask)

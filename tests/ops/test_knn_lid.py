@@ -59,11 +59,21 @@ def check_against_reference(out, x, ref, ks, form, self_offset, dtype):
         assert ((got.double() - want).abs() / want.abs()).max().item() <= ltol
 
 
-@pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def forward_cases():
+    """Every backend × dtype × form; under the Triton interpreter (seconds per call) float64 runs the literature
+    form only: the forms share the selection and differ only in the epilogue, which float32 covers."""
+    for p in DEVICE_BACKENDS:
+        device, backend = p.values
+        for dtype in (torch.float32, torch.float64):
+            for form in FORMS:
+                if backend == "triton" and device.type == "cpu" and dtype == torch.float64 and form != "literature":
+                    continue
+                yield pytest.param(device, backend, dtype, form, id=f"{p.id}-{str(dtype)[6:]}-{form}")
+
+
+@pytest.mark.parametrize("device,backend,dtype,form", list(forward_cases()))
 @pytest.mark.parametrize("m,n,d,ks,self_ref", SHAPES)
-@pytest.mark.parametrize("form", FORMS)
-def test_forward_matches_the_reference(device, backend, dtype, m, n, d, ks, self_ref, form):
+def test_forward_matches_the_reference(device, backend, dtype, form, m, n, d, ks, self_ref):
     x = make_points(m, d, dtype, device, seed=m + d)
     ref = None if self_ref else make_points(n, d, dtype, device, seed=n + 7)
     out = run(device, backend, x, ref, ks, form)
@@ -171,6 +181,7 @@ def test_bad_inputs_name_the_argument(x, ref, kwargs, match):
 
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
+@pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # the interpreter computing the NaNs
 def test_non_finite_data_and_undefined_lid_raise(device, backend):
     x = make_points(30, 4, torch.float32, device, seed=1)
     with robustfast.use_backend(backend):
