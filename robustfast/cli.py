@@ -92,6 +92,29 @@ def lid(
 
 
 @app.command()
+def ldreg(
+    method: str = typer.Option("simclr", help="simclr or byol"),
+    beta: float = typer.Option(0.1, help="LDReg weight"),
+    k: int = typer.Option(16, help="LDReg neighbours (capped at batch − 2)"),
+    epochs: int = typer.Option(8, help="SSL training epochs"),
+    size: int = typer.Option(8, help="digits image side: 8 (native) or 32 (upsampled)"),
+    batch_size: int = typer.Option(128, help="images per batch (2× as many views)"),
+    width: int = typer.Option(8, help="encoder width (4·width features)"),
+    seed: int = typer.Option(0, help="seed of the run"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+):
+    """SSL on digits with and without LDReg, same seed: linear-probe accuracy and gmean LID of each."""
+    from robustfast.bench.report import table
+    from robustfast.data import digits
+    from robustfast.training.ssl import run
+
+    train, test = digits("train", size=size, channels=3), digits("test", size=size, channels=3)
+    rows = [run(train, test, method=method, beta=b, k=k, epochs=epochs, batch_size=batch_size, width=width, lr=3e-3,
+                seed=seed, device=device) for b in (0.0, beta)]
+    typer.echo(table(rows, ["method", "beta", "probe_acc", "gmean_lid", "seconds"]))
+
+
+@app.command()
 def noisy(
     losses: str = typer.Option("ce,nce+rce", help="comma-separated loss kinds (robustfast.losses.LOSSES)"),
     noise: str = typer.Option("symmetric", help="symmetric or asymmetric (the MNIST mapping)"),
