@@ -17,6 +17,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_lid_cpu(const at:
                                                                        const at::Tensor& reference,
                                                                        at::IntArrayRef ks, c10::string_view form,
                                                                        int64_t self_offset);
+std::tuple<at::Tensor, at::Tensor> knn_lid_backward_cpu(const at::Tensor& queries, const at::Tensor& reference,
+                                                        const at::Tensor& distances, const at::Tensor& indices,
+                                                        const at::Tensor& grad_distances, bool reference_grad);
 
 #ifdef WITH_CUDA
 at::Tensor pgd_step_cuda(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,

@@ -164,7 +164,82 @@ void knn_lid_kernel(const at::Tensor& Q, const at::Tensor& R, at::IntArrayRef ks
   }
 }
 
+// grad_q[i] = Σ_j g_ij (q_i − x_j)/r_ij over the kept neighbours j = idx[i, :]; a zero distance passes nothing.
+// With grad_r, neighbour x_j also gets −g_ij (q_i − x_j)/r_ij, accumulated serially (rows share neighbours).
+template <typename T>
+void knn_lid_backward_kernel(const at::Tensor& Q, const at::Tensor& R, const at::Tensor& dist, const at::Tensor& idx,
+                             const at::Tensor& grad, at::Tensor& grad_q, at::Tensor* grad_r) {
+  const int64_t M = Q.size(0), D = Q.size(1), kmax = dist.size(1);
+  const T* qp = Q.const_data_ptr<T>();
+  const T* rp = R.const_data_ptr<T>();
+  const T* dp = dist.const_data_ptr<T>();
+  const T* gp = grad.const_data_ptr<T>();
+  const int64_t* ip = idx.const_data_ptr<int64_t>();
+  T* gq = grad_q.mutable_data_ptr<T>();
+  auto coef = [&](int64_t i, int64_t j) { return dp[i * kmax + j] > T(0) ? gp[i * kmax + j] / dp[i * kmax + j] : T(0); };
+  at::parallel_for(0, M, 64, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      T* out = gq + i * D;
+      std::fill(out, out + D, T(0));
+      for (int64_t j = 0; j < kmax; ++j) {
+        const T c = coef(i, j);
+        const T* q = qp + i * D;
+        const T* r = rp + ip[i * kmax + j] * D;
+        for (int64_t d = 0; d < D; ++d) out[d] += c * (q[d] - r[d]);
+      }
+    }
+  });
+  if (grad_r == nullptr) return;
+  T* gr = grad_r->mutable_data_ptr<T>();
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < kmax; ++j) {
+      const T c = coef(i, j);
+      const T* q = qp + i * D;
+      const int64_t row = ip[i * kmax + j];
+      const T* r = rp + row * D;
+      T* out = gr + row * D;
+      for (int64_t d = 0; d < D; ++d) out[d] -= c * (q[d] - r[d]);
+    }
+  }
+}
+
 }  // namespace
+
+std::tuple<at::Tensor, at::Tensor> knn_lid_backward_cpu(const at::Tensor& queries, const at::Tensor& reference,
+                                                        const at::Tensor& distances, const at::Tensor& indices,
+                                                        const at::Tensor& grad_distances, bool reference_grad) {
+  TORCH_CHECK(queries.device().is_cpu() && reference.device() == queries.device(),
+              "knn_lid_backward (CPU kernel): queries and reference must be CPU tensors");
+  TORCH_CHECK(queries.dim() == 2 && reference.dim() == 2 && queries.size(1) == reference.size(1),
+              "knn_lid_backward: queries (M, D) and reference (N, D) must share D, got ", queries.sizes(), " and ",
+              reference.sizes());
+  const auto dtype = queries.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "knn_lid_backward: queries must be float32 or float64");
+  const int64_t M = queries.size(0), N = reference.size(0);
+  TORCH_CHECK(distances.dim() == 2 && distances.size(0) == M, "knn_lid_backward: distances must be (M, kmax), got ",
+              distances.sizes());
+  TORCH_CHECK(indices.sizes() == distances.sizes() && grad_distances.sizes() == distances.sizes(),
+              "knn_lid_backward: indices and grad_distances must have the shape of distances ", distances.sizes());
+  TORCH_CHECK(indices.scalar_type() == at::kLong, "knn_lid_backward: indices must be int64");
+  for (const auto* t : {&reference, &distances, &grad_distances}) {
+    TORCH_CHECK(t->scalar_type() == dtype, "knn_lid_backward: every float input must have queries' dtype");
+  }
+  for (const auto* t : {&queries, &reference, &distances, &indices, &grad_distances}) {
+    TORCH_CHECK(t->is_contiguous(), "knn_lid_backward: inputs must be contiguous (call .contiguous())");
+  }
+  if (indices.numel() > 0) {
+    const auto [lo, hi] = at::aminmax(indices);
+    TORCH_CHECK(lo.item<int64_t>() >= 0 && hi.item<int64_t>() < N, "knn_lid_backward: indices must lie in [0, ", N,
+                ")");
+  }
+  at::Tensor grad_q = at::empty_like(queries);
+  at::Tensor grad_r = reference_grad ? at::zeros_like(reference) : at::empty({0, reference.size(1)}, reference.options());
+  AT_DISPATCH_FLOATING_TYPES(dtype, "knn_lid_backward_cpu", [&] {
+    knn_lid_backward_kernel<scalar_t>(queries, reference, distances, indices, grad_distances, grad_q,
+                                      reference_grad ? &grad_r : nullptr);
+  });
+  return {grad_q, grad_r};
+}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_lid_cpu(const at::Tensor& queries,
                                                                        const at::Tensor& reference,

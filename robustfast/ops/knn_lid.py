@@ -1,9 +1,11 @@
 """knn_lid: each query's k nearest reference points and the LID estimates (MLE, method of moments) from them,
 streamed in tiles so that the M×N distance matrix never exists. robustfast.reference.knn_lid is the definition.
 
-Backward (kernel backends): the estimators' closed-form derivatives give dL/dr (M, kmax), and
-∂r_ij/∂q_i = (q_i − x_j)/r_ij turns it into gradients for the queries and the k neighbours of each, gathered
-through the saved indices: k-sparse, no second distance pass.
+Backward (kernel backends): the estimators' closed-form derivatives give dL/dr (M, kmax) (an O(M·k) torch
+computation, robustfast.reference.knn_lid.estimator_grad), and ∂r_ij/∂q_i = (q_i − x_j)/r_ij turns it into
+gradients for the queries and the k neighbours of each, gathered through the saved indices: k-sparse, no second
+distance pass. The gather runs in C++ (robustfast::knn_lid_backward) for the cpp backend, and as chunked torch
+gathers (`neighbour_grad`) for Triton.
 """
 from __future__ import annotations
 
@@ -47,13 +49,21 @@ def _(queries, reference, ks, form, self_offset):
     return _fake_outputs(queries, ks)
 
 
-# robustfast._C carries the C++ kernel unless it failed to load (or is a build that predates it).
+# robustfast._C carries the C++ kernels unless it failed to load (or is a build that predates them).
 _CPP = _backend.extension() is not None and hasattr(torch.ops.robustfast, "knn_lid")
+_CPP_BACKWARD = _CPP and hasattr(torch.ops.robustfast, "knn_lid_backward")
 if _CPP:
 
     @torch.library.register_fake("robustfast::knn_lid")
     def _(queries, reference, ks, form, self_offset):
         return _fake_outputs(queries, ks)
+
+if _CPP_BACKWARD:
+
+    @torch.library.register_fake("robustfast::knn_lid_backward")
+    def _(queries, reference, distances, indices, grad_distances, reference_grad):
+        rows = reference.shape[0] if reference_grad else 0
+        return torch.empty_like(queries), reference.new_empty(rows, reference.shape[1])
 
 
 def _forward(backend: str):
@@ -82,6 +92,7 @@ class _KnnLidFunction(torch.autograd.Function):
         dist, idx, mle, mom = _forward(backend)(queries, reference, ks, form, self_offset)
         ctx.save_for_backward(queries, reference, dist, idx)
         ctx.args = (ks, form)
+        ctx.backend = backend
         ctx.mark_non_differentiable(idx)
         return dist, idx, mle, mom
 
@@ -92,7 +103,13 @@ class _KnnLidFunction(torch.autograd.Function):
         g = reference_impl.estimator_grad(dist, ks, form, grad_mle, grad_mom)
         if grad_dist is not None:
             g = g + grad_dist
-        grad_q, grad_r = neighbour_grad(queries, reference, dist, idx, g, *ctx.needs_input_grad[:2])
+        need_q, need_r = ctx.needs_input_grad[:2]
+        if ctx.backend == "cpp" and _CPP_BACKWARD:
+            grad_q, grad_r = torch.ops.robustfast.knn_lid_backward(queries, reference, dist, idx, g.contiguous(),
+                                                                   need_r)
+            grad_q, grad_r = grad_q if need_q else None, grad_r if need_r else None
+        else:
+            grad_q, grad_r = neighbour_grad(queries, reference, dist, idx, g, need_q, need_r)
         return grad_q, grad_r, None, None, None, None
 
 

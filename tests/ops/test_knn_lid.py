@@ -155,6 +155,11 @@ def test_opcheck(device, backend):
     x = make_points(20, 6, torch.float32, device, seed=0)
     if backend == "cpp":
         torch.library.opcheck(torch.ops.robustfast.knn_lid.default, (x, x, [3, 5], "literature", 0))
+        dist, idx, _, _ = torch.ops.robustfast.knn_lid(x, x, [3, 5], "literature", 0)
+        grad = torch.rand(dist.shape, generator=torch.Generator().manual_seed(0)).to(device)
+        for reference_grad in (True, False):
+            torch.library.opcheck(torch.ops.robustfast.knn_lid_backward.default,
+                                  (x, x, dist, idx, grad, reference_grad))
         return
     # the Triton interpreter reads data pointers, which the AOT-dispatch check's tensors lack
     utils = ("test_schema", "test_autograd_registration", "test_faketensor")
