@@ -203,3 +203,11 @@ def test_non_finite_data_and_undefined_lid_raise(device, backend):
         with pytest.raises(ValueError, match="all equal"):
             knn_lid(dup, k=6)  # some other point has the six copies as its six nearest, at one distance
         assert torch.isfinite(knn_lid(dup, k=7).mle).all()
+
+
+def test_half_precision_points_are_computed_in_float32():
+    x = make_points(40, 8, torch.float32, "cpu", seed=12).to(torch.bfloat16)
+    out = knn_lid(x, k=6)
+    same = knn_lid(x.float(), k=6)
+    assert out.distances.dtype == torch.float32
+    assert torch.equal(out.distances, same.distances) and torch.equal(out.mle, same.mle)
