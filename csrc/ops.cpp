@@ -13,7 +13,7 @@ TORCH_LIBRARY(robustfast, m) {
       "Tensor");
   m.def(
       "robust_loss_bwd(Tensor grad_loss, Tensor logits, Tensor labels, str kind, float alpha, float beta, float gamma, "
-      "float q) -> Tensor");
+      "float q, bool detach_focal_factor) -> Tensor");
   m.def(
       "knn_lid(Tensor queries, Tensor reference, int[] ks, str form, int self_offset) -> (Tensor distances, "
       "Tensor indices, Tensor mle, Tensor mom)");

@@ -11,7 +11,8 @@ at::Tensor pgd_step_cpu(const at::Tensor& x, const at::Tensor& grad, const at::T
 at::Tensor robust_loss_fwd_cpu(const at::Tensor& logits, const at::Tensor& labels, c10::string_view kind,
                                double alpha, double beta, double gamma, double q);
 at::Tensor robust_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& labels,
-                               c10::string_view kind, double alpha, double beta, double gamma, double q);
+                               c10::string_view kind, double alpha, double beta, double gamma, double q,
+                               bool detach_focal_factor);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_lid_cpu(const at::Tensor& queries,
                                                                        const at::Tensor& reference,

@@ -5,15 +5,15 @@ chunks, so any K works. `_row_stats`, shared by forward and backward, makes
 - an online sweep (running max m rescaled chunk by chunk): s = Σ_k e^{z_k−m}, Σ_k (z_k − m) and z_y, hence
   ℓ_k = (z_k − m) − ln s, S = Σ_k ℓ_k (a sum of non-positive terms, no cancellation) and ℓ_y;
 - a second sweep, compiled in only for the kinds that need per-class terms once ln s is known: the clamped sums
-  of RCE/NRCE (R = Σ_{k≠y} p̃_k and the clamped-off mass C = Σ_{k≠y, p_k<1e−7} p_k), of NGCE (T = Σ_k p̃_k^q,
+  of RCE/NRCE (R = Σ_{k≠y} p̃_k, P = Σ_{k≠y, p_k≥1e−7} p_k and C = Σ_{k≠y, p_k<1e−7} p_k), of NGCE (T = Σ_k p̃_k^q,
   Σ_{k unclamped} p_k^q) and NFL's detached denominator D_F = Σ_k (1−p_k)^γ (−ℓ_k).
 The forward maps the statistics to the loss; the backward recomputes them and writes, in one more sweep,
     dL/dz_j = g·[c_pe (p_j − e_j) + c_p p_j + c_0 + c_q p_j^q·1[unclamped] + p_j·(c_in if j≠y and unclamped
                  else c_out)]
 with per-row coefficients (`_grad_coefs`; the reference's `_component_grad` term by term). As in the reference,
-p_y − 1 is expm1(ℓ_y), and the RCE term A·p_j(1[j≠y, unclamped] − P), P = Σ_{k≠y, unclamped} p_k, takes
-c_in = A(1 − P) = A(p_y + C) and c_out = −AP = −A(1 − p_y − C), both free of cancellation (1 − P summed
-directly loses all of float32's digits when p_y is small).
+p_y − 1 is expm1(ℓ_y), and the RCE term A·p_j(1[j≠y, unclamped] − P) takes c_in = A(1 − P) = A(p_y + C) and
+c_out = −AP from direct sums, free of cancellation (1 − P loses all of float32's digits when p_y is small, and
+1 − p_y − C all of them when P is).
 
 The kind compiles in as two constexprs, its active and its passive component (`COMPONENTS` of the reference), so
 every kind is straight-line code. Arithmetic is float32 (float64 for float64 logits). 1 − p uses an expm1 with a
@@ -95,6 +95,7 @@ def _row_stats(z_ptr, y_ptr, rows, rmask, K, gamma, q, ACT: tl.constexpr, PAS: t
 
     # Sweep 2, only where the kind needs per-class terms of p.
     rce_sum = zero
+    rce_pass = zero
     rce_cut = zero
     pow_sum = zero
     pow_grad_sum = zero
@@ -111,14 +112,16 @@ def _row_stats(z_ptr, y_ptr, rows, rmask, K, gamma, q, ACT: tl.constexpr, PAS: t
             if (PAS == 2) or (PAS == 4):
                 other = valid & (c[None, :] != y[:, None])
                 rce_sum += tl.sum(tl.where(other, tl.exp(log_pt), 0.0), axis=1)
-                rce_cut += tl.sum(tl.where(other & ~unclamped, tl.exp(logp), 0.0), axis=1)
+                p = tl.exp(logp)
+                rce_pass += tl.sum(tl.where(other & unclamped, p, 0.0), axis=1)
+                rce_cut += tl.sum(tl.where(other & ~unclamped, p, 0.0), axis=1)
             if ACT == 6:
                 pq = tl.exp(q * log_pt)
                 pow_sum += tl.sum(tl.where(valid, pq, 0.0), axis=1)
                 pow_grad_sum += tl.sum(tl.where(valid & unclamped, pq, 0.0), axis=1)
             if ACT == 5:
                 focal_norm += tl.sum(tl.where(valid, _pow01(-_expm1(logp), gamma) * -logp, 0.0), axis=1)
-    return y, m, log_s, sum_logp, logp_y, rce_sum, rce_cut, pow_sum, pow_grad_sum, focal_norm
+    return y, m, log_s, sum_logp, logp_y, rce_sum, rce_pass, rce_cut, pow_sum, pow_grad_sum, focal_norm
 
 
 @triton.jit
@@ -163,7 +166,7 @@ def _loss(K, gamma, q, logp_y, sum_logp, rce_sum, pow_sum, focal_norm, wa, wp,
 
 
 @triton.jit
-def _grad_coefs(K, gamma, q, logp_y, sum_logp, rce_cut, pow_sum, pow_grad_sum, focal_norm, wa, wp,
+def _grad_coefs(K, gamma, q, logp_y, sum_logp, rce_pass, rce_cut, pow_sum, pow_grad_sum, focal_norm, wa, wp,
                 ACT: tl.constexpr, PAS: tl.constexpr, DETACH: tl.constexpr):
     """Per-row (c_pe, c_p, c_0, c_q, c_in, c_out) of the gradient form in the module docstring."""
     p_y = tl.exp(logp_y)
@@ -201,12 +204,9 @@ def _grad_coefs(K, gamma, q, logp_y, sum_logp, rce_cut, pow_sum, pow_grad_sum, f
     if PAS == 3:
         c_pe += wp * p_y / (2 * (K - 1))
     if (PAS == 2) or (PAS == 4):
-        if PAS == 2:
-            sc = wp * _A
-        else:
-            sc = wp / (K - 1)
+        sc = wp * _A if PAS == 2 else wp / (K - 1)
         c_in += sc * (p_y + rce_cut)
-        c_out -= sc * tl.maximum(not_p_y - rce_cut, 0.0)
+        c_out -= sc * rce_pass
     return c_pe, c_p, c_0, c_q, c_in, c_out
 
 
@@ -219,7 +219,7 @@ def _robust_loss_fwd_kernel(z_ptr, y_ptr, loss_ptr, B, K, wa_hi, wa_lo, wp_hi, w
     rmask = rows < B
     gamma = _hyper(gamma_hi, gamma_lo, CDT)
     q = _hyper(q_hi, q_lo, CDT)
-    _, _, _, sum_logp, logp_y, rce_sum, _, pow_sum, _, focal_norm = _row_stats(
+    _, _, _, sum_logp, logp_y, rce_sum, _, _, pow_sum, _, focal_norm = _row_stats(
         z_ptr, y_ptr, rows, rmask, K, gamma, q, ACT, PAS, CDT, ROWS, BLOCK)
     loss = _loss(K, gamma, q, logp_y, sum_logp, rce_sum, pow_sum, focal_norm, _hyper(wa_hi, wa_lo, CDT),
                  _hyper(wp_hi, wp_lo, CDT), ACT, PAS)
@@ -235,11 +235,12 @@ def _robust_loss_bwd_kernel(g_ptr, z_ptr, y_ptr, dz_ptr, B, K, wa_hi, wa_lo, wp_
     rmask = rows < B
     gamma = _hyper(gamma_hi, gamma_lo, CDT)
     q = _hyper(q_hi, q_lo, CDT)
-    y, m, log_s, sum_logp, logp_y, _, rce_cut, pow_sum, pow_grad_sum, focal_norm = _row_stats(
+    y, m, log_s, sum_logp, logp_y, _, rce_pass, rce_cut, pow_sum, pow_grad_sum, focal_norm = _row_stats(
         z_ptr, y_ptr, rows, rmask, K, gamma, q, ACT, PAS, CDT, ROWS, BLOCK)
-    c_pe, c_p, c_0, c_q, c_in, c_out = _grad_coefs(K, gamma, q, logp_y, sum_logp, rce_cut, pow_sum,
-                                                   pow_grad_sum, focal_norm, _hyper(wa_hi, wa_lo, CDT), _hyper(wp_hi, wp_lo, CDT),
-                                           ACT, PAS, DETACH)
+    wa = _hyper(wa_hi, wa_lo, CDT)
+    wp = _hyper(wp_hi, wp_lo, CDT)
+    c_pe, c_p, c_0, c_q, c_in, c_out = _grad_coefs(K, gamma, q, logp_y, sum_logp, rce_pass, rce_cut, pow_sum,
+                                                   pow_grad_sum, focal_norm, wa, wp, ACT, PAS, DETACH)
     g = tl.load(g_ptr + rows, mask=rmask, other=0.0).to(CDT)
     c_pe = (g * c_pe)[:, None]
     c_p = (g * c_p)[:, None]
@@ -279,8 +280,8 @@ def _launch(kind: str, alpha, beta, gamma, q, B: int, K: int):
     block = min(triton.next_power_of_2(K), MAX_BLOCK)
     rows = max(1, min(ROW_TILE // block, triton.next_power_of_2(max(1, B // MIN_PROGRAMS))))
     hyper = (*_split(alpha), *_split(beta), *_split(gamma), *_split(q))
-    meta = dict(ACT=_ACTIVE_CODE[active], PAS=_PASSIVE_CODE[passive], ROWS=rows, BLOCK=block,
-                num_warps=8 if block >= 2048 else 4)
+    meta = {"ACT": _ACTIVE_CODE[active], "PAS": _PASSIVE_CODE[passive], "ROWS": rows, "BLOCK": block,
+            "num_warps": 8 if block >= 2048 else 4}
     return (triton.cdiv(B, rows),), hyper, meta
 
 
@@ -303,7 +304,8 @@ def robust_loss_fwd_triton(logits, labels, kind: str, alpha: float = 1.0, beta: 
 
 def robust_loss_bwd_triton(grad_loss, logits, labels, kind: str, alpha: float = 1.0, beta: float = 1.0,
                            gamma: float = 0.5, q: float = 0.7, detach_focal_factor: bool = True) -> torch.Tensor:
-    """grad_loss[:, None] · d loss / d logits, (B, K) in the logits' dtype; inputs as for the forward, grad_loss (B,)."""
+    """grad_loss[:, None] · d loss / d logits, (B, K) in the logits' dtype; inputs as for the forward, and
+    grad_loss (B,)."""
     B, K = logits.shape
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
     if B == 0 or K == 0:

@@ -1,4 +1,4 @@
-"""The `robustfast` command: info, demo, bench."""
+"""The `robustfast` command: info, demo, bench, noisy, unlearnable."""
 from __future__ import annotations
 
 import typer
@@ -114,6 +114,24 @@ def ldreg(
     typer.echo(table(rows, ["method", "beta", "probe_acc", "gmean_lid", "seconds"]))
 
 
+@bench_app.command("unlearnable")
+def bench_unlearnable(
+    n: int = typer.Option(10000, help="images (digits tiled with random shifts to 3x32x32)"),
+    kind: str = typer.Option("samplewise", help="samplewise or classwise"),
+    model: str = typer.Option("smallcnn", help="surrogate: smallcnn (width 16) or resnet18"),
+    max_rounds: int = typer.Option(10, help="round cap of both searches"),
+    batch_size: int = typer.Option(512, help="batch size of both searches"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    quick: bool = typer.Option(False, help="a check that it runs: at most 1,024 images and 2 rounds, not saved"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-unlearnable.json"),
+):
+    """Error-minimizing noise to the stop test: robustfast against the loop written the published way."""
+    from robustfast.bench.unlearnable import run
+
+    run(n=n, kind=kind, model=model, max_rounds=max_rounds, batch_size=batch_size, device=device, quick=quick,
+        results=results)
+
+
 @app.command()
 def noisy(
     losses: str = typer.Option("ce,nce+rce", help="comma-separated loss kinds (robustfast.losses.LOSSES)"),
@@ -129,6 +147,25 @@ def noisy(
 
     rows = run(losses=tuple(losses.split(",")), noise=noise, rate=rate, epochs=epochs, seed=seed, device=device)
     typer.echo(table(rows, ["loss", "noise", "rate", "realised_rate", "test_acc"]))
+
+
+@app.command()
+def unlearnable(
+    kind: str = typer.Option("samplewise", help="samplewise or classwise"),
+    max_rounds: int = typer.Option(30, help="round cap of the search"),
+    out: str = typer.Option("runs/unlearnable", help="folder for the set, its JSON sidecar and the checkpoint"),
+    quantize: bool = typer.Option(True, help="store uint8 images (spec: quantisation to uint8)"),
+    quantization: str = typer.Option("signed", help="signed, or reference (drops negative noise, for parity)"),
+    evaluate: bool = typer.Option(True, help="train a small CNN on clean and on unlearnable data; print test accuracy"),
+    epochs: int = typer.Option(10, help="victim training epochs"),
+    seed: int = typer.Option(0, help="seed of the surrogate, the batches and the victim"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+):
+    """Error-minimizing noise on the built-in digits; writes the unlearnable training set (safetensors + JSON)."""
+    from robustfast.unlearnable.demo import run
+
+    run(kind=kind, max_rounds=max_rounds, out=out, quantize=quantize, quantization=quantization, evaluate=evaluate,
+        epochs=epochs, seed=seed, device=device)
 
 
 if __name__ == "__main__":

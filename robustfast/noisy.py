@@ -26,12 +26,15 @@ DIGITS_HYPERPARAMETERS = {
 
 def digits_loss(kind: str):
     """The loss module of `kind` with the digits (MNIST) hyperparameters."""
+    if kind not in MODULES:
+        raise ValueError(f"loss kind must be one of {', '.join(MODULES)}; got {kind!r}")
     return MODULES[kind](num_classes=10, **DIGITS_HYPERPARAMETERS.get(kind, {}))
 
 
 def run(losses=("ce", "nce+rce"), noise: str = "symmetric", rate: float = 0.6, epochs: int = 40, seed: int = 0,
         device: str = "cpu", progress: bool = True) -> list[dict]:
     """One row per loss: {"loss", "noise", "rate", "realised_rate", "test_acc"}."""
+    criteria = {kind: digits_loss(kind) for kind in losses}  # refuse an unknown kind before any training
     train, test = digits("train"), digits("test")
     images, labels = train.tensors
     noisy, flipped = noisy_labels(labels, kind=noise, rate=rate, num_classes=10, seed=seed,
@@ -41,7 +44,7 @@ def run(losses=("ce", "nce+rce"), noise: str = "symmetric", rate: float = 0.6, e
     for kind in losses:
         model = SmallCNN(num_classes=10, in_channels=1, width=32).to(device)
         train_classifier(model, TensorDataset(images, noisy), epochs=epochs, batch_size=64, lr=0.05,
-                         weight_decay=5e-4, grad_clip=5.0, seed=seed, loss=digits_loss(kind), progress=progress)
+                         weight_decay=5e-4, grad_clip=5.0, seed=seed, loss=criteria[kind], progress=progress)
         rows.append({"loss": kind, "noise": noise, "rate": rate, "realised_rate": realised,
                      "test_acc": evaluate(model, test)})
     return rows

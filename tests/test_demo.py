@@ -2,12 +2,15 @@ from robustfast.demo import run
 
 
 def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
-    first = run(epochs=3, device="cpu", out=str(tmp_path))
+    first = run(epochs=3, device="cpu", out=str(tmp_path), quick=True)
+    attacks = first["attacks"]
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "model.json").is_file()
-    assert 0.6 < first["clean"] <= 1.0
-    assert 0.0 <= first["robust"] <= first["clean"]
-    assert first["images_per_s"] > 0 and first["reference_images_per_s"] > 0
+    assert 0.6 < attacks["clean"] <= 1.0
+    assert 0.0 <= attacks["robust"] <= attacks["clean"]
+    assert attacks["images_per_s"] > 0 and attacks["reference_images_per_s"] > 0
+    assert set(first["noisy"]) == {"ce", "nce+rce"} and all(0.0 <= a <= 1.0 for a in first["noisy"].values())
+    assert first["unlearnable"]["rounds"] == 1 and (tmp_path / "unlearnable").is_dir()
     # Rerunning with the same folder resumes from the finished epoch instead of training again.
-    second = run(epochs=3, device="cpu", out=str(tmp_path))
-    assert second["clean"] == first["clean"]
+    second = run(epochs=3, device="cpu", out=str(tmp_path), quick=True)
+    assert second["attacks"]["clean"] == attacks["clean"]
     assert "training" in capsys.readouterr().out

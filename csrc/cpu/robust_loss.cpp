@@ -14,8 +14,7 @@
 //   forward  the loss from these scalars; backward recomputes them and writes the gradient in one more sweep as
 //            grad_j = p_j·(clamped ? Pn : Pm) + C + [unclamped]·Q·p_j^q for j ≠ y, and grad_y from scalars,
 //            with per-row coefficients Pm, Pn, C, Q gathered from every term of the kind (see row_coefs).
-// The kernel implements the reference's default detach_focal_factor=True (FL's factor detached); the op has no
-// switch for the other choice.
+// FL's factor (1−p_y)^γ is detached in the backward unless detach_focal_factor is false (the reference's switch).
 // Arithmetic is in the opmath type (float; double for double logits). Rows are spread over threads with
 // at::parallel_for; each sweep reads the row (in L1/L2 after the first) in chunks of 8 floats. The float sweeps
 // use 8-wide GCC vector extensions with a polynomial exp/log (Cephes, 1–2 ulp), compiled twice: for AVX2+FMA
@@ -37,7 +36,8 @@
 
 #define RL_INLINE inline __attribute__((always_inline))
 
-#pragma GCC diagnostic push
+// 32-byte vectors in the baseline build: GCC notes that their ABI differs without AVX; every function that takes or
+// returns one is inlined (and the note comes at the end of the file, so it is silenced for the whole file).
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace {
@@ -235,6 +235,7 @@ struct Params {
   bool clamps;   // sweep 3 runs (RCE, NGCE, NFL)
   bool pow_q;    // sweep 3 and the gradient sweep need p^q (NGCE)
   bool focal;    // sweep 3 sums D_F (NFL)
+  bool focal_grad = false;  // differentiate FL's factor (1 − p_y)^γ (detach_focal_factor = false)
 };
 
 template <typename T>
@@ -432,7 +433,15 @@ RL_INLINE RowTerms<typename Simd::T> row_terms(const RowStats<typename Simd::T>&
   }
   t.S = st.sum_zm - P.Kf * st.logs;
   t.Dn = P.Kf - (st.pq_sum + (st.low_cnt + (t.y_in ? T(0) : T(1))) * P.thr_q);
-  t.focal_w = P.w_fl == 0 && P.w_nfl == 0 ? T(0) : P.gamma == T(0) ? T(1) : std::pow(t.omp, P.gamma);
+  t.focal_w = 0;
+  if (P.w_fl != 0 || P.w_nfl != 0) {
+    // (1 − p_y)^γ, as torch.pow (0^0 = 1); the usual γ without a libm pow
+    t.focal_w = P.gamma == T(0.5)   ? std::sqrt(t.omp)
+                : P.gamma == T(0)   ? T(1)
+                : P.gamma == T(1)   ? t.omp
+                : P.gamma == T(2)   ? t.omp * t.omp
+                                    : std::pow(t.omp, P.gamma);
+  }
   return t;
 }
 
@@ -471,10 +480,13 @@ RL_INLINE RowCoefs<typename Simd::T> row_coefs(const RowStats<typename Simd::T>&
   T Q = 0;       // coefficient of [j unclamped]·p_j^q, every j
   T in_extra = 0, out_extra = 0;  // RCE: extra coefficient of p_j, j ≠ y, unclamped (in) or clamped (out)
   if (P.w_ce != 0) cpe += P.w_ce;
-  if (P.w_fl != 0) cpe += P.w_fl * t.focal_w;  // factor detached
+  // FL's c·(p − e): c = (1−p_y)^γ, times 1 − γ p_y ℓ_y/(1−p_y) (→ 1 + γ as p_y → 1) when the factor is not detached
+  T focal_c = t.focal_w;
+  if (P.focal_grad && focal_c != 0) focal_c *= 1 - P.gamma * t.py * (t.omp > 0 ? t.ly / t.omp : T(-1));
+  if (P.w_fl != 0) cpe += P.w_fl * focal_c;
   if (P.w_mae != 0) cpe += P.w_mae * t.py;
   if (P.w_gce != 0 && t.y_in) cpe += P.w_gce * t.py_q;
-  if (P.w_nfl != 0) cpe += P.w_nfl * t.focal_w / st.d_f;  // factor and denominator detached
+  if (P.w_nfl != 0) cpe += P.w_nfl * focal_c / st.d_f;  // the denominator detached
   if (P.w_nce != 0) {
     // [(e_j − p_j)·S − ℓ_y·(1 − K p_j)] / S²
     const T n = -P.w_nce * t.ly / (t.S * t.S);
@@ -574,7 +586,8 @@ void bwd_rows_generic(const at::opmath_type<S>* grad_loss, const S* z, const int
   bwd_rows_body<SimdFor<at::opmath_type<S>>>(grad_loss, z, labels, grad, b0, b1, P, ebuf);
 }
 
-#if defined(__GNUC__) && defined(__x86_64__)
+// ROBUSTFAST_NO_AVX2_BUILD leaves the AVX2 build out (to test the baseline one on an AVX2 machine).
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(ROBUSTFAST_NO_AVX2_BUILD)
 #define RL_HAVE_AVX2_BUILD 1
 template <typename S>
 __attribute__((target("avx2,fma"))) void fwd_rows_avx2(const S* z, const int64_t* labels, float* loss, int64_t b0,
@@ -646,8 +659,6 @@ int64_t row_grain(int64_t K) { return std::max<int64_t>(1, at::internal::GRAIN_S
 
 }  // namespace
 
-#pragma GCC diagnostic pop
-
 at::Tensor robust_loss_fwd_cpu(const at::Tensor& logits, const at::Tensor& labels, c10::string_view kind,
                                double alpha, double beta, double gamma, double q) {
   const RobustLossKind k = robustfast::check_robust_loss_args("robust_loss_fwd", logits, labels, kind, alpha, beta,
@@ -669,7 +680,8 @@ at::Tensor robust_loss_fwd_cpu(const at::Tensor& logits, const at::Tensor& label
 }
 
 at::Tensor robust_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& labels,
-                               c10::string_view kind, double alpha, double beta, double gamma, double q) {
+                               c10::string_view kind, double alpha, double beta, double gamma, double q,
+                               bool detach_focal_factor) {
   const RobustLossKind k = robustfast::check_robust_loss_bwd_args(grad_loss, logits, labels, kind, alpha, beta, gamma,
                                                                   q, c10::DeviceType::CPU);
   const int64_t B = logits.size(0), K = logits.size(1);
@@ -679,7 +691,8 @@ at::Tensor robust_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& lo
   check_labels(lab, B, K, "robust_loss_bwd");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "robust_loss_bwd_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    const Params<opmath_t> P = make_params<opmath_t>(k, B, K, alpha, beta, gamma, q);
+    Params<opmath_t> P = make_params<opmath_t>(k, B, K, alpha, beta, gamma, q);
+    P.focal_grad = !detach_focal_factor;
     const scalar_t* z = logits.const_data_ptr<scalar_t>();
     const opmath_t* gl = grad_loss.const_data_ptr<opmath_t>();
     scalar_t* out = grad.mutable_data_ptr<scalar_t>();

@@ -44,7 +44,7 @@ if _CPP:
         return logits.new_empty(logits.shape[0], dtype=_loss_dtype(logits.dtype))
 
     @torch.library.register_fake("robustfast::robust_loss_bwd")
-    def _(grad_loss, logits, labels, kind, alpha, beta, gamma, q):
+    def _(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
         return torch.empty_like(logits)
 
 
@@ -53,7 +53,8 @@ def _cpp_fwd(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
 
 
 def _cpp_bwd(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
-    return torch.ops.robustfast.robust_loss_bwd(grad_loss, logits, labels, kind, alpha, beta, gamma, q)
+    return torch.ops.robustfast.robust_loss_bwd(grad_loss, logits, labels, kind, alpha, beta, gamma, q,
+                                                detach_focal_factor)
 
 
 def _reference_fwd(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
@@ -129,8 +130,6 @@ def robust_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, *, alpha:
     check_inputs(logits, labels, num_classes)
     if kind not in LOSSES:
         raise ValueError(f"kind must be one of {', '.join(LOSSES)}; got {kind!r}")
-    # The C++ kernels implement the published code's detached focal factor only.
-    cpp = _CPP and detach_focal_factor
-    backend = _backend.choose("robust_loss", logits.device, ("triton", "cpp") if cpp else ("triton",))
+    backend = _backend.choose("robust_loss", logits.device, ("triton", "cpp") if _CPP else ("triton",))
     return _RobustLoss.apply(logits.contiguous(), labels.long().contiguous(), kind, float(alpha), float(beta),
                              float(gamma), float(q), bool(detach_focal_factor), backend)

@@ -47,7 +47,25 @@ def test_opcheck_extension_ops(device, backend):
     args = ("nce+rce", 1.0, 1.0, 0.5, 0.7)
     torch.library.opcheck(torch.ops.robustfast.robust_loss_fwd.default, (logits, labels, *args))
     grad = torch.rand(6, device=device)
-    torch.library.opcheck(torch.ops.robustfast.robust_loss_bwd.default, (grad, logits, labels, *args))
+    for detach in (True, False):
+        torch.library.opcheck(torch.ops.robustfast.robust_loss_bwd.default, (grad, logits, labels, *args, detach))
+
+
+@pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
+@pytest.mark.parametrize("kind", ["fl", "nfl", "nfl+rce", "nfl+mae"])
+def test_differentiated_focal_factor_matches_the_reference(device, backend, kind):
+    logits, labels = make_logits(9, 37, torch.float32, device, seed=3)
+    logits.requires_grad_(True)
+    weights = torch.rand(9, dtype=torch.float64, device=device) + 0.5
+    hyper = {**HYPER, "detach_focal_factor": False}
+    with robustfast.use_backend(backend):
+        (robust_loss(logits, labels, kind, **hyper).double() * weights).sum().backward()
+    x64 = logits.detach().double()
+    expected = reference.robust_loss_grad(x64, labels, kind, **hyper, grad_out=weights)
+    detached = reference.robust_loss_grad(x64, labels, kind, **HYPER, grad_out=weights)
+    tol = 2e-5 * (1 + expected.abs().max().item())
+    assert (expected - detached).abs().max().item() > 4 * tol  # the switch changes the gradient beyond the tolerance
+    assert (logits.grad.double() - expected).abs().max().item() <= tol
 
 
 @pytest.mark.parametrize("logits,labels,match", [

@@ -137,6 +137,19 @@ def test_options_run(tmp_path):
     assert len(history) == 2 and math.isfinite(history[-1]["loss"])
 
 
+@pytest.mark.parametrize("kind", ["ce", "nce+rce", "ngce+mae", "fl"])
+def test_robust_losses_train(kind):
+    from robustfast.losses import MODULES
+
+    data = synthetic(32, shape=(1, 8, 8))
+    model = SmallCNN(in_channels=1, width=4)
+    before = [p.detach().clone() for p in model.parameters()]
+    history = train_classifier(model, data, epochs=2, batch_size=8, loss=MODULES[kind](num_classes=10),
+                               progress=False)
+    assert all(math.isfinite(h["loss"]) for h in history)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
 def test_lr_factor():
     assert lr_factor("cosine", 0, 10) == 1 and lr_factor("cosine", 5, 10) == pytest.approx(0.5)
     assert [lr_factor("step", e, 100) for e in (0, 49, 50, 74, 75, 99)] == pytest.approx(
