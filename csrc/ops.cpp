@@ -14,12 +14,22 @@ TORCH_LIBRARY(robustfast, m) {
   m.def(
       "robust_loss_bwd(Tensor grad_loss, Tensor logits, Tensor labels, str kind, float alpha, float beta, float gamma, "
       "float q, bool detach_focal_factor) -> Tensor");
+  m.def(
+      "knn_lid(Tensor queries, Tensor reference, int[] ks, str form, int self_offset) -> (Tensor distances, "
+      "Tensor indices, Tensor mle, Tensor mom)");
+  m.def(
+      "knn_lid_backward(Tensor queries, Tensor reference, Tensor distances, Tensor indices, Tensor grad_distances, "
+      "bool reference_grad) -> (Tensor grad_queries, Tensor grad_reference)");
 }
 
 TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("pgd_step", &pgd_step_cpu); }
 TORCH_LIBRARY_IMPL(robustfast, CPU, m) {
   m.impl("robust_loss_fwd", &robust_loss_fwd_cpu);
   m.impl("robust_loss_bwd", &robust_loss_bwd_cpu);
+}
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) {
+  m.impl("knn_lid", &knn_lid_cpu);
+  m.impl("knn_lid_backward", &knn_lid_backward_cpu);
 }
 
 #ifdef WITH_CUDA

@@ -81,6 +81,56 @@ def bench_llm(
 
     run(quick=quick, device=device, prompts=prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
         results=results)
+@bench_app.command("lid")
+def bench_lid(
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    quick: bool = typer.Option(False, help="small sizes (seconds): a check that every row runs"),
+    limit_gb: float = typer.Option(16.0, help="skip cdist + topk where its N×N matrix needs more than this"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-lid.json"),
+):
+    """knn_lid on N points against themselves (CPU: N = 100,000, D = 64; GPU: N = 20,000 and 1,000,000, D = 50),
+    time and peak memory, beside cdist + topk, scikit-dimension and faiss-cpu where they fit."""
+    from robustfast.bench.lid import run
+
+    run(device=device, quick=quick, limit_gb=limit_gb, results=results)
+
+
+@app.command()
+def lid(
+    data: str = typer.Option("digits", help="digits (the 8×8 images as 64-D points), gaussian, or a .npy / .pt file "
+                                            "of an N×D array"),
+    k: int = typer.Option(20, help="neighbours"),
+    estimator: str = typer.Option("mle", help="mle or mom"),
+    form: str = typer.Option("literature", help="literature, levina-bickel or ldreg"),
+    out: str = typer.Option("", help="also write the per-sample LIDs to this .npy file"),
+):
+    """Per-sample LID of a point set: geometric mean and var(ln LID) (the Fisher–Rao mean and variance)."""
+    from robustfast.lid.cli import run
+
+    run(data=data, k=k, estimator=estimator, form=form, out=out)
+
+
+@app.command()
+def ldreg(
+    method: str = typer.Option("simclr", help="simclr or byol"),
+    beta: float = typer.Option(0.1, help="LDReg weight"),
+    k: int = typer.Option(16, help="LDReg neighbours (capped at batch − 2)"),
+    epochs: int = typer.Option(8, help="SSL training epochs"),
+    size: int = typer.Option(8, help="digits image side: 8 (native) or 32 (upsampled)"),
+    batch_size: int = typer.Option(128, help="images per batch (2× as many views)"),
+    width: int = typer.Option(8, help="encoder width (4·width features)"),
+    seed: int = typer.Option(0, help="seed of the run"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+):
+    """SSL on digits with and without LDReg, same seed: linear-probe accuracy and gmean LID of each."""
+    from robustfast.bench.report import table
+    from robustfast.data import digits
+    from robustfast.training.ssl import run
+
+    train, test = digits("train", size=size, channels=3), digits("test", size=size, channels=3)
+    rows = [run(train, test, method=method, beta=b, k=k, epochs=epochs, batch_size=batch_size, width=width, lr=3e-3,
+                seed=seed, device=device) for b in (0.0, beta)]
+    typer.echo(table(rows, ["method", "beta", "probe_acc", "gmean_lid", "seconds"]))
 
 
 @bench_app.command("unlearnable")

@@ -6,7 +6,8 @@
 2. noisy labels: a small CNN trained with CE and with NCE+RCE on digits whose training labels are 60% symmetric
    noise; clean test accuracy of each;
 3. unlearnable examples: class-wise error-minimizing noise, then a model trained on the unlearnable digits
-   beside one trained on the clean digits.
+   beside one trained on the clean digits;
+4. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG.
 `quick=True` shrinks sections 2-3 to a check that they run (the tests use it).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from robustfast import noisy
 from robustfast.attacks import PGD, robust_accuracy
 from robustfast.bench.report import median_seconds, resolve_device, table
 from robustfast.data import digits, loader
+from robustfast.lid.demo import run_section as lid_section
 from robustfast.models import WideResNet, save_model
 from robustfast.reference.pgd_attack import pgd_attack
 from robustfast.training import evaluate, train_classifier
@@ -29,13 +31,16 @@ EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
 
 
 def run(epochs: int, device: str, out: str, quick: bool = False) -> dict:
-    """Every section in turn; returns {"attacks": ..., "noisy": ..., "unlearnable": ...} with their figures."""
+    """Every section in turn; returns {"attacks": ..., "noisy": ..., "unlearnable": ..., "lid": ...} with their
+    figures."""
     dev = resolve_device(device)
     out_dir = Path(out)
     results = {"attacks": attack_section(epochs, dev, out_dir)}
     results["noisy"] = noisy_section(dev, epochs=1 if quick else 40)
     print("\nunlearnable examples: class-wise error-minimizing noise on the digits training set")
     results["unlearnable"] = unlearnable_section(str(dev), str(out_dir / "unlearnable"), quick=quick)
+    print("\nintrinsic dimensionality: per-sample LID (MLE, k = 20)")
+    results["lid"] = lid_section(out_dir)
     return results
 
 

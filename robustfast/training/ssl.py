@@ -1,0 +1,192 @@
+"""Self-supervised learning on small images: SimCLR and BYOL, each with or without LDReg, and a linear probe.
+
+LDReg wiring follows the spec (ldreg_lid.md §3): SimCLR regularises the encoder outputs (before the projector) of
+both views, 2B points, against themselves (gathered across ranks, detached); BYOL regularises each view's online
+encoder features against the union of the online and momentum encoders' features of both views (4B points) and
+sums the two views' terms. The regulariser is off for the first `warmup_epochs`.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
+
+from robustfast.lid import LDReg, gmean, lid
+from robustfast.models import SmallCNN
+
+METHODS = ("simclr", "byol")
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, min_scale: float = 0.6, noise: float = 0.05):
+    """Light augmentations of a batch N×C×H×W in [0, 1]: a random resized crop (side scale in [min_scale, 1],
+    aspect ratio in [3/4, 4/3], anywhere inside the image), resampled bilinearly, plus Gaussian noise of std
+    `noise`, clamped to [0, 1]. Draws from `generator` (on x's device)."""
+    n = x.shape[0]
+    u = torch.rand(n, 4, generator=generator, device=x.device, dtype=x.dtype)
+    scale = min_scale + (1 - min_scale) * u[:, 0]
+    aspect = torch.exp(math.log(3 / 4) + math.log(16 / 9) * u[:, 1]).sqrt()
+    sx, sy = (scale * aspect).clamp(max=1), (scale / aspect).clamp(max=1)
+    tx, ty = (1 - sx) * (2 * u[:, 2] - 1), (1 - sy) * (2 * u[:, 3] - 1)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = out + noise * torch.randn(out.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return out.clamp(0, 1)
+
+
+def mlp(dims: tuple[int, ...]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(dims[:-1]):
+        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
+    layers.append(nn.Linear(dims[-2], dims[-1]))
+    return nn.Sequential(*layers)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's per-sample contrastive loss (2B,): each view's partner is the positive, the other 2B − 2 views
+    the negatives, cosine similarity over `temperature`."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.t() / temperature
+    n = z1.shape[0]
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, partner, reduction="none")
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """2 − 2·cos(p, z) per sample, z detached (the momentum branch's target)."""
+    return 2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)
+
+
+class SSLModel(nn.Module):
+    """Encoder (SmallCNN's convolutional trunk, 4·width features), projector and, for BYOL, predictor."""
+
+    def __init__(self, method: str = "simclr", width: int = 16, in_channels: int = 3, proj_dim: int = 64):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        self.method = method
+        self.encoder = SmallCNN(in_channels=in_channels, width=width).features
+        feat = 4 * width
+        self.projector = mlp((feat, 2 * feat, proj_dim))
+        self.predictor = mlp((proj_dim, 2 * feat, proj_dim)) if method == "byol" else None
+
+
+def _ssl_step(model, target, ldreg, x1, x2, temperature, use_reg):
+    """(loss, regulariser or None) of one batch of two views."""
+    h1, h2 = model.encoder(x1), model.encoder(x2)
+    z1, z2 = model.projector(h1), model.projector(h2)
+    if model.method == "simclr":
+        loss = nt_xent(z1, z2, temperature).mean()
+        reg = ldreg(torch.cat([h1, h2])) if use_reg else None
+    else:
+        with torch.no_grad():
+            t1, t2 = target.encoder(x1), target.encoder(x2)
+            y1, y2 = target.projector(t1), target.projector(t2)
+        loss = (byol_loss(model.predictor(z1), y2) + byol_loss(model.predictor(z2), y1)).mean()
+        reg = None
+        if use_reg:
+            union = torch.cat([h1, h2, t1, t2])
+            reg = ldreg(h1, union, offset=0) + ldreg(h2, union, offset=h1.shape[0])
+    return (loss if reg is None else loss + reg), reg
+
+
+def train_ssl(train_set: TensorDataset, method: str = "simclr", ldreg: LDReg | None = None, epochs: int = 20,
+              batch_size: int = 256, lr: float = 2e-3, width: int = 16, temperature: float = 0.2,
+              momentum: float = 0.99, warmup_epochs: int = 0, seed: int = 0, device="cpu",
+              progress: bool = True) -> tuple[SSLModel, list[dict]]:
+    """Train an SSLModel on the images of `train_set` (labels unused) with Adam and a cosine schedule; return it
+    and the per-epoch history {"epoch", "loss", "reg", "seconds"}. The same seed gives the same run."""
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 4:
+        raise ValueError(f"batch_size must be an int >= 4, got {batch_size!r}")
+    device = torch.device(device)
+    images = train_set.tensors[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SSLModel(method, width=width, in_channels=images.shape[1]).to(device)
+    target = copy.deepcopy(model).requires_grad_(False) if method == "byol" else None
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-6)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    order_gen = torch.Generator().manual_seed(seed)
+    steps = len(images) // batch_size  # whole batches only: LDReg's k and BatchNorm want full batches
+    history = []
+    for epoch in range(epochs):
+        t0, total, total_reg = time.perf_counter(), 0.0, 0.0
+        use_reg = ldreg is not None and epoch >= warmup_epochs
+        order = torch.randperm(len(images), generator=order_gen)
+        bar = tqdm(range(steps), desc=f"{method} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        for i in bar:
+            for g in opt.param_groups:
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (epoch + i / steps) / epochs))
+            x = images[order[i * batch_size:(i + 1) * batch_size]].to(device)
+            loss, reg = _ssl_step(model, target, ldreg, augment(x, gen), augment(x, gen), temperature, use_reg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if target is not None:
+                with torch.no_grad():
+                    for pt, po in zip(target.parameters(), model.parameters(), strict=True):
+                        pt.lerp_(po, 1 - momentum)
+                    for bt, bo in zip(target.buffers(), model.buffers(), strict=True):
+                        bt.copy_(bo)
+            total += loss.item()
+            total_reg += 0.0 if reg is None else reg.item()
+        history.append({"epoch": epoch + 1, "loss": total / steps, "reg": total_reg / steps,
+                        "seconds": time.perf_counter() - t0})
+    return model, history
+
+
+@torch.no_grad()
+def representations(model: SSLModel, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Encoder features (N, 4·width) of `images`, in eval mode; the model's mode is restored."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return torch.cat([model.encoder(images[i:i + batch_size].to(device)).cpu()
+                          for i in range(0, len(images), batch_size)])
+    finally:
+        model.train(was)
+
+
+def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 test_labels: torch.Tensor) -> float:
+    """Test accuracy in [0, 1] of a multinomial logistic regression on standardised frozen features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_features.numpy())
+    clf = LogisticRegression(max_iter=2000).fit(scaler.transform(train_features.numpy()), train_labels.numpy())
+    pred = clf.predict(scaler.transform(test_features.numpy()))
+    return float(np.mean(pred == test_labels.numpy()))
+
+
+def evaluate_ssl(model: SSLModel, train_set: TensorDataset, test_set: TensorDataset, k: int = 20) -> dict:
+    """{"probe_acc", "gmean_lid"}: linear-probe accuracy on the test set, and the geometric-mean MLE LID (k
+    neighbours, literature form) of the test set's representations among themselves."""
+    train_f = representations(model, train_set.tensors[0])
+    test_f = representations(model, test_set.tensors[0])
+    acc = linear_probe(train_f, train_set.tensors[1], test_f, test_set.tensors[1])
+    return {"probe_acc": acc, "gmean_lid": gmean(lid(test_f, k=k)).item()}
+
+
+def run(train_set: TensorDataset, test_set: TensorDataset, method: str = "simclr", beta: float = 0.0,
+        k: int = 16, form: str = "l1", **train_kwargs) -> dict:
+    """Train with LDReg(beta, k, form) (none when beta is 0) and evaluate: {"method", "beta", "probe_acc",
+    "gmean_lid", "seconds", "history"}."""
+    t0 = time.perf_counter()
+    ldreg = LDReg(beta=beta, k=k, form=form) if beta > 0 else None
+    model, history = train_ssl(train_set, method=method, ldreg=ldreg, **train_kwargs)
+    return {"method": method, "beta": beta, **evaluate_ssl(model, train_set, test_set),
+            "seconds": time.perf_counter() - t0, "history": history}
