@@ -14,6 +14,9 @@ TORCH_LIBRARY(robustfast, m) {
   m.def(
       "robust_loss_bwd(Tensor grad_loss, Tensor logits, Tensor labels, str kind, float alpha, float beta, float gamma, "
       "float q, bool detach_focal_factor) -> Tensor");
+  m.def(
+      "apply_triggers(Tensor images, Tensor trigger_ids, Tensor flags, Tensor lut, Tensor colour, Tensor weight, "
+      "Tensor pattern, Tensor pattern_index, Tensor additive) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("pgd_step", &pgd_step_cpu); }
@@ -21,6 +24,7 @@ TORCH_LIBRARY_IMPL(robustfast, CPU, m) {
   m.impl("robust_loss_fwd", &robust_loss_fwd_cpu);
   m.impl("robust_loss_bwd", &robust_loss_bwd_cpu);
 }
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("apply_triggers", &apply_triggers_cpu); }
 
 #ifdef WITH_CUDA
 TORCH_LIBRARY_IMPL(robustfast, CUDA, m) { m.impl("pgd_step", &pgd_step_cuda); }

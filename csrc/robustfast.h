@@ -12,6 +12,10 @@ at::Tensor robust_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& lo
                                c10::string_view kind, double alpha, double beta, double gamma, double q,
                                bool detach_focal_factor);
 
+at::Tensor apply_triggers_cpu(const at::Tensor& images, const at::Tensor& trigger_ids, const at::Tensor& flags,
+                              const at::Tensor& lut, const at::Tensor& colour, const at::Tensor& weight,
+                              const at::Tensor& pattern, const at::Tensor& pattern_index, const at::Tensor& additive);
+
 #ifdef WITH_CUDA
 at::Tensor pgd_step_cuda(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,
                          const at::Tensor& alpha, const at::Tensor& eps, c10::string_view norm, double lower,
