@@ -53,13 +53,19 @@ def _tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate(model: nn.Module, clean_test, triggers, target: int = 0, label_mode: str = "all2one",
-             num_classes: int | None = None, seed: int = 0, batch_size: int = 512, device=None) -> BackdoorReport:
+             num_classes: int | None = None, seed: int = 0, batch_size: int = 512, device=None,
+             targets: list[int | None] | None = None) -> BackdoorReport:
     """Evaluate `model` on clean test data and on every trigger (names, Trigger objects, or a PoisonedDataset's
-    `triggers`), with targets as `poison` assigns them for the same target, label_mode and seed."""
+    `triggers`), with targets as `poison` assigns them for the same target, label_mode and seed, or as given in
+    `targets` (one class per trigger; None for y+1 mod C), e.g. a PoisonedDataset's `targets`."""
     images, labels = _tensors(clean_test)
     num_classes = _check_common(images, labels, None, target, label_mode, num_classes)
     trigs = as_triggers(triggers, seed)
-    targets = trigger_targets(len(trigs), target, label_mode, num_classes, seed)
+    if targets is None:
+        targets = trigger_targets(len(trigs), target, label_mode, num_classes, seed)
+    elif len(targets) != len(trigs) or any(t is not None and not 0 <= t < num_classes for t in targets):
+        raise ValueError(f"targets must give one class in [0, {num_classes}) (or None) per trigger: "
+                         f"{len(trigs)} triggers, got {targets!r}")
     labels = labels.long()
     base = [torch.arange(len(labels))]
     ids = [torch.full((len(labels),), -1)]
