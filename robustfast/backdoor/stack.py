@@ -39,42 +39,50 @@ def _run_stages(out: torch.Tensor, ids: torch.Tensor, triggers: list[Trigger | N
     return out
 
 
+def pixel_table(triggers: list[Trigger | None], shape: tuple[int, int, int], hi: float, dtype: torch.dtype,
+                device: torch.device) -> dict:
+    """The stacked per-trigger tensors of robustfast.ops.apply_triggers for pixel triggers (None entries and
+    torch-stage triggers get flags 0): flags, weight, pattern, additive, lut, colour; plus "fresh", the
+    (trigger index, Pixels) pairs whose blend pattern is drawn per image."""
+    tables = [None if t is None or t.has_stage else t.pixels_for(shape, hi, dtype, device) for t in triggers]
+    zeros = torch.zeros(shape, dtype=dtype, device=device)
+
+    def stacked(field):
+        return torch.stack([zeros if t is None or getattr(t, field) is None else getattr(t, field) for t in tables])
+
+    return {
+        "flags": torch.tensor([0 if t is None else t.flags for t in tables], dtype=torch.int32, device=device),
+        "weight": stacked("weight"), "pattern": stacked("pattern"), "additive": stacked("additive"),
+        "lut": torch.stack([identity_lut(shape[0], LUT_NODES, hi, dtype).to(device) if t is None or t.lut is None
+                            else t.lut for t in tables]),
+        "colour": torch.stack([identity_colour(shape[0], dtype).to(device) if t is None or t.colour is None
+                               else t.colour for t in tables]),
+        "fresh": [(k, t) for k, t in enumerate(tables) if t is not None and t.fresh_pattern is not None],
+    }
+
+
 def _run_pixels(out: torch.Tensor, ids: torch.Tensor, triggers: list[Trigger | None], uint8: bool,
                 generator: torch.Generator) -> torch.Tensor:
     shape = tuple(out.permute(0, 3, 1, 2).shape[1:]) if uint8 else tuple(out.shape[1:])
     hi, dt, dev = value_range(out.dtype), compute_dtype(out.dtype), out.device
     pixel_ids = ids.clone()
-    tables = []
     for k, trig in enumerate(triggers):
         if trig is None or trig.has_stage:
             pixel_ids[ids == k] = -1
-            tables.append(None)
-        else:
-            tables.append(trig.pixels_for(shape, hi, dt, dev))
     if (pixel_ids < 0).all():
         return out
-    zeros = torch.zeros(shape, dtype=dt, device=dev)
-
-    def stacked(field):
-        return torch.stack([zeros if t is None or getattr(t, field) is None else getattr(t, field) for t in tables])
-
-    flags = torch.tensor([0 if t is None else t.flags for t in tables], dtype=torch.int32, device=dev)
-    lut = torch.stack([identity_lut(shape[0], LUT_NODES, hi, dt).to(dev) if t is None or t.lut is None
-                       else t.lut for t in tables])
-    colour = torch.stack([identity_colour(shape[0], dt).to(dev) if t is None or t.colour is None
-                          else t.colour for t in tables])
-    pattern, pattern_index = stacked("pattern"), pixel_ids.clamp(min=0)
-    fresh = [(k, t) for k, t in enumerate(tables) if t is not None and t.fresh_pattern is not None]
+    table = pixel_table(triggers, shape, hi, dt, dev)
+    fresh = table.pop("fresh")
+    pattern_index = pixel_ids.clamp(min=0)
     if fresh:
-        banks = [pattern]
+        banks = [table["pattern"]]
         for k, t in fresh:
             rows = (pixel_ids == k).nonzero().flatten()
             if len(rows):
                 pattern_index[rows] = sum(len(b) for b in banks) + torch.arange(len(rows), device=dev)
                 banks.append((t.fresh_pattern(len(rows), generator).double() * hi).to(dtype=dt, device=dev))
-        pattern = torch.cat(banks)
-    return apply_triggers(out, pixel_ids, flags=flags, weight=stacked("weight"), pattern=pattern,
-                             additive=stacked("additive"), lut=lut, colour=colour, pattern_index=pattern_index)
+        table["pattern"] = torch.cat(banks)
+    return apply_triggers(out, pixel_ids, pattern_index=pattern_index, **table)
 
 
 def apply_stacked(images: torch.Tensor, trigger_ids: torch.Tensor, triggers: list[Trigger],

@@ -6,10 +6,12 @@ planar buffer). robustfast.backdoor builds the stacked per-trigger tensors from 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from robustfast import _backend
-from robustfast._checks import check_images
+from robustfast._checks import check_float_tensor
 from robustfast.reference import apply_triggers as reference
 from robustfast.reference.apply_triggers import (  # noqa: F401  (the flag bits are part of this op's API)
     ADD,
@@ -88,9 +90,16 @@ def _check_image_batch(images) -> tuple[torch.Tensor, bool]:
             raise ValueError(f"images of dtype uint8 must be a non-empty N×H×W×C batch, got shape "
                              f"{tuple(images.shape)}")
         return images.permute(0, 3, 1, 2), True
-    check_images(images, "images")
+    check_float_tensor(images, "images")
+    if images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f"images must be a non-empty N×C×H×W batch (rank 4), got shape {tuple(images.shape)}")
     if images.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise ValueError(f"images must be float32, float64, float16, bfloat16 or uint8, got {images.dtype}")
+    lo, hi = (v.item() for v in torch.aminmax(images))  # one sweep; NaN propagates into both
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("images contains NaN or inf")
+    if lo < 0 or hi > 1:
+        raise ValueError(f"images must lie in [0, 1] (got [{lo:.4g}, {hi:.4g}]); uint8 images are N×H×W×C")
     return images, False
 
 

@@ -11,16 +11,6 @@ from robustfast.training import evaluate as accuracy
 SIZE, EPOCHS = 16, 10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny convolutions gain nothing from two, and on a busy 2-core machine two threads
-    spin-wait for each other (20× slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def splits():
     return digits("train", size=SIZE, channels=3), digits("test", size=SIZE, channels=3)
