@@ -236,6 +236,7 @@ REGISTRY: dict[str, tuple[type[Trigger], dict]] = {
     "onepixel": (OnePixel, {}),
     "badnets": (BadNets, {}),
     "grid": (BadNets, {}),
+    "cl_legacy": (BadNets, {}),  # the reference's "CL" option: a mode-name bug makes it the grid trigger
     "fourcorner": (FourCorner, {}),
     "blend": (Blend, {}),
     "blend_noise": (Blend, {"fresh": True}),

@@ -30,6 +30,11 @@ def test_onepixel_and_badnets_write_exactly_the_specified_values():
     assert torch.equal(u[:, 29:, 29:, 0], (expected * 255).to(torch.uint8).expand(6, 3, 3))
 
 
+def test_legacy_cl_is_the_grid_trigger():
+    x = images()
+    assert torch.equal(make_trigger("cl_legacy").apply(x), make_trigger("grid").apply(x))
+
+
 def test_fourcorner_marks_every_corner():
     x = images(n=2, size=12)
     out = make_trigger("fourcorner").apply(x)
