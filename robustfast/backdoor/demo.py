@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from robustfast.backdoor.evaluate import BackdoorReport, evaluate
-from robustfast.backdoor.poison import poison
+from robustfast.backdoor.iad import InputAware
+from robustfast.backdoor.poison import as_triggers, poison
 from robustfast.backdoor.train import train_backdoored
 from robustfast.bench.report import resolve_device
 from robustfast.data import digits
@@ -17,12 +18,20 @@ DEMO_TRIGGERS = ("badnets", "blend", "sig", "trojan")
 def run(triggers=DEMO_TRIGGERS, rate: float = 0.1, label_mode: str = "all2random", multi: str = "parallel",
         target: int = 0, epochs: int = 10, size: int = 16, width: int = 16, seed: int = 0, device: str = "auto",
         progress: bool = False) -> BackdoorReport:
-    """Poison the digits training set (3×size×size) with `triggers` at `rate` each, train SmallCNN(width) for
-    `epochs`, and evaluate on the clean test set and one poisoned copy per trigger."""
+    """Poison the digits training set (3×size×size) with `triggers` at `rate` each (an IAD trigger is first
+    trained on the training images), train SmallCNN(width) for `epochs`, and evaluate on the clean test set and
+    one poisoned copy per trigger."""
     dev = resolve_device(device)
     train_set, test_set = digits("train", size=size, channels=3), digits("test", size=size, channels=3)
+    triggers = as_triggers(list(triggers), seed)
+    for trig in triggers:
+        if isinstance(trig, InputAware):  # learn the input-aware trigger on the data at hand
+            start = time.perf_counter()
+            losses = trig.fit(train_set.tensors[0].to(dev), epochs=3, seed=seed)
+            print(f"trained the IAD pattern and mask networks: diversity loss {losses[0]:.2f} -> {losses[-1]:.2f} "
+                  f"in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
-    poisoned = poison(*train_set.tensors, list(triggers), rate=rate, target=target, label_mode=label_mode,
+    poisoned = poison(*train_set.tensors, triggers, rate=rate, target=target, label_mode=label_mode,
                       multi=multi, seed=seed)
     print(f"poisoned {len(poisoned.poison_indices)} of {len(poisoned)} digits ({multi}, {label_mode}, "
           f"{poisoned.config['per_trigger']} per trigger) with {', '.join(t.name for t in poisoned.triggers)} "

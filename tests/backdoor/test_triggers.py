@@ -132,15 +132,16 @@ def test_wanet_mean_displacement_and_fixed_versus_fresh():
 
 
 def test_iad_is_input_aware_and_fit_changes_it():
-    x = images(n=16, size=16)
+    x = images(n=32, size=16)
     trig = make_trigger("iad", density=0.1)
     out = trig.apply(x)
     masks = trig.mask(x)
     assert masks.mean().item() == pytest.approx(0.1, abs=0.05)
     assert not torch.allclose(masks[0], masks[1]), "masks depend on the input"
     before = {k: v.clone() for k, v in trig.state_tensors().items()}
-    losses = trig.fit(x, epochs=2, batch_size=8)
-    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    losses = trig.fit(x, epochs=3, batch_size=8)
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0], "training lowers the diversity loss"
     assert any(not torch.equal(before[k], v) for k, v in trig.state_tensors().items())
     again = make_trigger("iad", density=0.1)
     assert torch.equal(again.apply(x), out), "the untrained networks come from the seed"
