@@ -107,15 +107,17 @@ def poison(
     target: int = typer.Option(0, help="target class (all2one, clean-label)"),
     epochs: int = typer.Option(10, help="training epochs"),
     size: int = typer.Option(16, help="digits are upsampled to 3×size×size"),
+    overlap: float = typer.Option(None, help="sequential mode: share of each later round drawn from images "
+                                             "already poisoned"),
     seed: int = typer.Option(0, help="seed of the poisoning and of training"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
 ):
     """Poison digits with a (multi-)trigger attack, train a small CNN, print the ASR table and the
-    cross-activation matrix."""
+    cross-activation matrix (sequential mode: also the ASR after each stage)."""
     from robustfast.backdoor.demo import run
 
     run(triggers=tuple(triggers.split(",")), rate=rate, label_mode=label_mode, multi=multi, target=target,
-        epochs=epochs, size=size, seed=seed, device=device)
+        epochs=epochs, size=size, seed=seed, device=device, overlap=overlap)
 
 
 @app.command()

@@ -23,6 +23,14 @@ def test_hybrid_demo_reports_the_composite_and_its_parts(capsys):
     assert report.names == ["hybrid", "badnets", "sig"] and report.targets == [0, 0, 0]
 
 
+def test_sequential_demo_reports_each_stage(capsys):
+    report = run(triggers=("badnets", "sig"), rate=0.1, multi="sequential", label_mode="all2random", overlap=0.5,
+                 epochs=1, size=8, width=8)
+    out = capsys.readouterr().out
+    assert "after each earlier stage" in out and "ASR 0 badnets" in out
+    assert report.names == ["badnets", "sig"]
+
+
 def test_poison_command_rejects_an_unknown_trigger():
     result = CliRunner().invoke(app, ["poison", "--triggers", "badnets,laser", "--epochs", "1"])
     assert result.exit_code != 0

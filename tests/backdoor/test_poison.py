@@ -77,6 +77,16 @@ def test_sequential_overwrites_and_records_every_trigger(data):
     assert len(p.poison_indices) == int(p.applied.any(1).sum())
 
 
+def test_sequential_prefix_is_the_earlier_stage(data):
+    images, labels = data
+    names = ["badnets", "sig", "trojan"]
+    full = poison(images, labels, names, rate=0.1, multi="sequential", overlap=0.3, seed=5)
+    early = poison(images, labels, names[:2], rate=0.1, multi="sequential", overlap=0.3, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(early.slices, full.slices[:2], strict=True))
+    untouched = ~full.applied[:, 2]
+    assert torch.equal(early.images[untouched], full.images[untouched])
+
+
 def test_hybrid_is_one_composite_trigger(data):
     images, labels = data
     p = poison(images, labels, ["badnets", "sig"], rate=0.1, multi="hybrid", seed=0)
