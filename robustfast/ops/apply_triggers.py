@@ -145,7 +145,8 @@ def apply_triggers(images: torch.Tensor, trigger_ids: torch.Tensor, *, flags: to
     weight = _param(weight, (t, c, h, w), "weight", dt, x.device)
     if ((weight < 0) | (weight > 1)).any().item():
         raise ValueError("weight (blend weight = mask × α) must lie in [0, 1]")
-    pattern = _param(pattern, (pattern.shape[0] if pattern is not None else t, c, h, w), "pattern", dt, x.device)
+    rows = pattern.shape[0] if isinstance(pattern, torch.Tensor) and pattern.dim() == 4 else t
+    pattern = _param(pattern, (rows, c, h, w), "pattern", dt, x.device)
     additive = _param(additive, (t, c, h, w), "additive", dt, x.device)
     nodes = lut.shape[-1] if isinstance(lut, torch.Tensor) and lut.dim() == 3 else LUT_NODES
     if nodes < 2:

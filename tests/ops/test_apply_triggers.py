@@ -183,6 +183,7 @@ def test_opcheck_triton_op(device, backend):
     ({"weight": torch.full((2, 3, 5, 5), 1.5)}, "weight"),
     ({"weight": torch.rand(2, 3, 4, 5)}, "weight"),
     ({"pattern": torch.rand(3, 3, 5, 5)}, "pattern_index"),
+    ({"pattern": [[0.5]]}, "pattern"),
     ({"lut": torch.rand(2, 3, 1)}, "lut"),
 ])
 def test_bad_arguments(change, match):
