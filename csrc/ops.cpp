@@ -20,6 +20,9 @@ TORCH_LIBRARY(robustfast, m) {
   m.def(
       "knn_lid_backward(Tensor queries, Tensor reference, Tensor distances, Tensor indices, Tensor grad_distances, "
       "bool reference_grad) -> (Tensor grad_queries, Tensor grad_reference)");
+  m.def(
+      "apply_triggers(Tensor images, Tensor trigger_ids, Tensor flags, Tensor lut, Tensor colour, Tensor weight, "
+      "Tensor pattern, Tensor pattern_index, Tensor additive) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("pgd_step", &pgd_step_cpu); }
@@ -31,6 +34,7 @@ TORCH_LIBRARY_IMPL(robustfast, CPU, m) {
   m.impl("knn_lid", &knn_lid_cpu);
   m.impl("knn_lid_backward", &knn_lid_backward_cpu);
 }
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("apply_triggers", &apply_triggers_cpu); }
 
 #ifdef WITH_CUDA
 TORCH_LIBRARY_IMPL(robustfast, CUDA, m) { m.impl("pgd_step", &pgd_step_cuda); }

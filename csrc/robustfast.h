@@ -21,6 +21,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_lid_cpu(const at:
 std::tuple<at::Tensor, at::Tensor> knn_lid_backward_cpu(const at::Tensor& queries, const at::Tensor& reference,
                                                         const at::Tensor& distances, const at::Tensor& indices,
                                                         const at::Tensor& grad_distances, bool reference_grad);
+at::Tensor apply_triggers_cpu(const at::Tensor& images, const at::Tensor& trigger_ids, const at::Tensor& flags,
+                              const at::Tensor& lut, const at::Tensor& colour, const at::Tensor& weight,
+                              const at::Tensor& pattern, const at::Tensor& pattern_index, const at::Tensor& additive);
 
 #ifdef WITH_CUDA
 at::Tensor pgd_step_cuda(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,

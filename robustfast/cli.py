@@ -1,4 +1,4 @@
-"""The `robustfast` command: info, demo, bench, noisy, unlearnable, llm."""
+"""The `robustfast` command: info, demo, bench, noisy, unlearnable, poison, lid, ldreg, llm."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -149,6 +149,46 @@ def bench_unlearnable(
 
     run(n=n, kind=kind, model=model, max_rounds=max_rounds, batch_size=batch_size, device=device, quick=quick,
         results=results)
+
+
+@bench_app.command("triggers")
+def bench_triggers(
+    batch_size: int = typer.Option(1024, help="images per mixed-trigger batch"),
+    size: int = typer.Option(32, help="image height and width"),
+    repeats: int = typer.Option(5, help="timed repeats per row (after one warm-up)"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    quick: bool = typer.Option(False, help="a small run (64 images of 16×16, one repeat) to check it works"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-triggers.json"),
+):
+    """Poisoning throughput: the fused apply_triggers op per backend against image-by-image application."""
+    from robustfast.bench.triggers import run
+
+    if quick:
+        batch_size, size, repeats = 64, 16, 1
+    run(batch_size=batch_size, size=size, repeats=repeats, device=device, results=results)
+
+
+@app.command()
+def poison(
+    triggers: str = typer.Option("badnets,blend,sig,trojan",
+                                 help="comma-separated trigger names (robustfast.backdoor.trigger_names())"),
+    rate: float = typer.Option(0.1, help="poisoning rate per trigger (per round in sequential mode)"),
+    label_mode: str = typer.Option("all2random", help="all2one, all2all, all2random or clean-label"),
+    multi: str = typer.Option("parallel", help="parallel, sequential or hybrid"),
+    target: int = typer.Option(0, help="target class (all2one, clean-label)"),
+    epochs: int = typer.Option(10, help="training epochs"),
+    size: int = typer.Option(16, help="digits are upsampled to 3×size×size"),
+    overlap: float = typer.Option(None, help="sequential mode: share of each later round drawn from images "
+                                             "already poisoned"),
+    seed: int = typer.Option(0, help="seed of the poisoning and of training"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+):
+    """Poison digits with a (multi-)trigger attack, train a small CNN, print the ASR table and the
+    cross-activation matrix (sequential mode: also the ASR after each stage)."""
+    from robustfast.backdoor.demo import run
+
+    run(triggers=tuple(triggers.split(",")), rate=rate, label_mode=label_mode, multi=multi, target=target,
+        epochs=epochs, size=size, seed=seed, device=device, overlap=overlap)
 
 
 @app.command()

@@ -7,8 +7,10 @@
    noise; clean test accuracy of each;
 3. unlearnable examples: class-wise error-minimizing noise, then a model trained on the unlearnable digits
    beside one trained on the clean digits;
-4. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG.
-`quick=True` shrinks sections 2-3 to a check that they run (the tests use it).
+4. backdoors: BadNets, Blend, SIG and Trojan each poison 10% of the digits toward their own class; clean
+   accuracy, ASR per trigger and the cross-activation matrix of a small CNN trained on them;
+5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG.
+`quick=True` shrinks sections 2-4 to a check that they run (the tests use it).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 
 from robustfast import noisy
 from robustfast.attacks import PGD, robust_accuracy
+from robustfast.backdoor.demo import section as backdoor_section
 from robustfast.bench.report import median_seconds, resolve_device, table
 from robustfast.data import digits, loader
 from robustfast.lid.demo import run_section as lid_section
@@ -31,7 +34,7 @@ EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
 
 
 def run(epochs: int, device: str, out: str, quick: bool = False) -> dict:
-    """Every section in turn; returns {"attacks": ..., "noisy": ..., "unlearnable": ..., "lid": ...} with their
+    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid"}, each with its
     figures."""
     dev = resolve_device(device)
     out_dir = Path(out)
@@ -39,6 +42,8 @@ def run(epochs: int, device: str, out: str, quick: bool = False) -> dict:
     results["noisy"] = noisy_section(dev, epochs=1 if quick else 40)
     print("\nunlearnable examples: class-wise error-minimizing noise on the digits training set")
     results["unlearnable"] = unlearnable_section(str(dev), str(out_dir / "unlearnable"), quick=quick)
+    print("\nbackdoors: BadNets, Blend, SIG and Trojan each poison 10% of the digits, each toward its own class")
+    results["backdoor"] = backdoor_section(str(dev), quick=quick)
     print("\nintrinsic dimensionality: per-sample LID (MLE, k = 20)")
     results["lid"] = lid_section(out_dir)
     return results
