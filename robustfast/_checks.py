@@ -5,9 +5,25 @@ which algorithms call once per call, never inside a step loop.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
+
+
+def require(name: str, value, ok: bool, want: str) -> None:
+    """A ValueError naming the argument, what it must be and what it was, unless `ok`."""
+    if not ok:
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_real(v) -> bool:
+    """A finite real number (not a bool)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def opmath_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 
@@ -13,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from robustfast._checks import is_int, is_real, require
 from robustfast.training.checkpoint import (
     load_checkpoint,
     optimizer_from_checkpoint,
@@ -65,19 +65,6 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def _check(name: str, value, ok: bool, want: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {want}, got {value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_size: int = 128,
                      lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
                      schedule: str = "cosine", augment=None, checkpoint_dir=None, seed: int = 0, device=None,
@@ -97,18 +84,18 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
     bf16 autocast; `grad_clip` clips the global gradient norm. `device` defaults to the model's device.
     The model is left in the train/eval mode it came in.
     """
-    _check("epochs", epochs, _is_int(epochs) and epochs >= 1, "an int >= 1")
-    _check("batch_size", batch_size, _is_int(batch_size) and batch_size >= 1, "an int >= 1")
-    _check("lr", lr, _is_real(lr) and lr > 0, "a finite number > 0")
-    _check("momentum", momentum, _is_real(momentum) and momentum >= 0, "a finite number >= 0")
-    _check("weight_decay", weight_decay, _is_real(weight_decay) and weight_decay >= 0, "a finite number >= 0")
-    _check("schedule", schedule, schedule in SCHEDULES, f"one of {SCHEDULES}")
-    _check("seed", seed, _is_int(seed) and seed >= 0, "an int >= 0")
-    _check("grad_clip", grad_clip, grad_clip is None or (_is_real(grad_clip) and grad_clip > 0),
+    require("epochs", epochs, is_int(epochs) and epochs >= 1, "an int >= 1")
+    require("batch_size", batch_size, is_int(batch_size) and batch_size >= 1, "an int >= 1")
+    require("lr", lr, is_real(lr) and lr > 0, "a finite number > 0")
+    require("momentum", momentum, is_real(momentum) and momentum >= 0, "a finite number >= 0")
+    require("weight_decay", weight_decay, is_real(weight_decay) and weight_decay >= 0, "a finite number >= 0")
+    require("schedule", schedule, schedule in SCHEDULES, f"one of {SCHEDULES}")
+    require("seed", seed, is_int(seed) and seed >= 0, "an int >= 0")
+    require("grad_clip", grad_clip, grad_clip is None or (is_real(grad_clip) and grad_clip > 0),
            "None or a number > 0")
-    _check("augment", augment, augment is None or callable(augment), "None or a callable on a batch")
-    _check("train_set", train_set, len(train_set) >= 1, "a non-empty dataset")
-    _check("loss", loss, loss is None or callable(loss), "None (cross-entropy) or a callable(logits, labels)")
+    require("augment", augment, augment is None or callable(augment), "None or a callable on a batch")
+    require("train_set", train_set, len(train_set) >= 1, "a non-empty dataset")
+    require("loss", loss, loss is None or callable(loss), "None (cross-entropy) or a callable(logits, labels)")
     criterion = F.cross_entropy if loss is None else loss
 
     device = _resolve_device(model, device)
@@ -213,7 +200,7 @@ def _restore(ckpt, model, opt, settings, epochs, device, directory) -> tuple[int
 def evaluate(model: nn.Module, data, batch_size: int = 512, device=None) -> float:
     """Top-1 accuracy in [0, 1] over a Dataset or DataLoader of (image, label), in eval mode without
     gradients; the model's train/eval mode is restored afterwards. `device` defaults to the model's device."""
-    _check("batch_size", batch_size, _is_int(batch_size) and batch_size >= 1, "an int >= 1")
+    require("batch_size", batch_size, is_int(batch_size) and batch_size >= 1, "an int >= 1")
     device = _resolve_device(model, device)
     model.to(device)
     batches = data if isinstance(data, DataLoader) else _batches(data, torch.arange(len(data)), batch_size)

@@ -12,15 +12,13 @@ The noise is one device tensor, gathered and scattered by batch indices; the hos
 """
 from __future__ import annotations
 
-import math
-import numbers
 import time
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from robustfast._checks import check_images, check_labels, opmath_dtype
+from robustfast._checks import check_images, check_labels, is_int, is_real, opmath_dtype, require
 from robustfast.attacks._frozen import frozen_eval, model_device
 from robustfast.training.checkpoint import (
     load_checkpoint,
@@ -37,41 +35,28 @@ KINDS = ("samplewise", "classwise")
 DEFAULT_STEPS = {"samplewise": 20, "classwise": 1}
 
 
-def _require(name: str, value, ok: bool, want: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {want}, got {value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _check_settings(s: dict) -> None:
-    _require("kind", s["kind"], s["kind"] in KINDS, f"one of {KINDS}")
-    _require("eps", s["eps"], _is_real(s["eps"]) and 0 < s["eps"] <= 1, "a number in (0, 1]")
-    _require("step_size", s["step_size"], _is_real(s["step_size"]) and s["step_size"] > 0, "a number > 0")
+    require("kind", s["kind"], s["kind"] in KINDS, f"one of {KINDS}")
+    require("eps", s["eps"], is_real(s["eps"]) and 0 < s["eps"] <= 1, "a number in (0, 1]")
+    require("step_size", s["step_size"], is_real(s["step_size"]) and s["step_size"] > 0, "a number > 0")
     for name in ("steps", "train_steps", "batch_size"):
-        _require(name, s[name], _is_int(s[name]) and s[name] >= 1, "an int >= 1")
-    _require("stop_error", s["stop_error"], _is_real(s["stop_error"]) and 0 <= s["stop_error"] <= 1,
+        require(name, s[name], is_int(s[name]) and s[name] >= 1, "an int >= 1")
+    require("stop_error", s["stop_error"], is_real(s["stop_error"]) and 0 <= s["stop_error"] <= 1,
              "a number in [0, 1]")
-    _require("subset_fraction", s["subset_fraction"],
-             _is_real(s["subset_fraction"]) and 0 < s["subset_fraction"] <= 1, "a number in (0, 1]")
-    _require("lr", s["lr"], _is_real(s["lr"]) and s["lr"] > 0, "a number > 0")
-    _require("momentum", s["momentum"], _is_real(s["momentum"]) and s["momentum"] >= 0, "a number >= 0")
-    _require("weight_decay", s["weight_decay"], _is_real(s["weight_decay"]) and s["weight_decay"] >= 0,
+    require("subset_fraction", s["subset_fraction"],
+             is_real(s["subset_fraction"]) and 0 < s["subset_fraction"] <= 1, "a number in (0, 1]")
+    require("lr", s["lr"], is_real(s["lr"]) and s["lr"] > 0, "a number > 0")
+    require("momentum", s["momentum"], is_real(s["momentum"]) and s["momentum"] >= 0, "a number >= 0")
+    require("weight_decay", s["weight_decay"], is_real(s["weight_decay"]) and s["weight_decay"] >= 0,
              "a number >= 0")
-    _require("grad_clip", s["grad_clip"], s["grad_clip"] is None or (_is_real(s["grad_clip"]) and s["grad_clip"] > 0),
+    require("grad_clip", s["grad_clip"], s["grad_clip"] is None or (is_real(s["grad_clip"]) and s["grad_clip"] > 0),
              "None or a number > 0")
-    _require("seed", s["seed"], _is_int(s["seed"]) and s["seed"] >= 0, "an int >= 0")
+    require("seed", s["seed"], is_int(s["seed"]) and s["seed"] >= 0, "an int >= 0")
 
 
 def _check_data(model, images, labels) -> int:
     """Checks the model, images and labels; returns the number of classes (the model's output width)."""
-    _require("model", model, isinstance(model, nn.Module), "a torch.nn.Module")
+    require("model", model, isinstance(model, nn.Module), "a torch.nn.Module")
     check_images(images)
     check_labels(labels, images.shape[0], images.device)
     device = model_device(model)
@@ -204,7 +189,7 @@ def error_minimizing_noise(model: nn.Module, images: torch.Tensor, labels: torch
                 "weight_decay": weight_decay, "grad_clip": grad_clip, "subset_fraction": subset_fraction,
                 "clamp_inputs": bool(clamp_inputs), "seed": seed, "amp": bool(amp)}
     _check_settings(settings)
-    _require("max_rounds", max_rounds, _is_int(max_rounds) and max_rounds >= 1, "an int >= 1")
+    require("max_rounds", max_rounds, is_int(max_rounds) and max_rounds >= 1, "an int >= 1")
     num_classes = _check_data(model, images, labels)
     settings.update(n=int(images.shape[0]), num_classes=num_classes,
                     data_sum=float(images.double().sum()), labels_sum=int(labels.sum()))
