@@ -20,7 +20,7 @@ def test_noise_is_bounded_nonzero_and_shaped(tiny_digits, kind):
     assert noise.shape == (rows, 3, 32, 32) and noise.dtype == images.dtype
     assert noise.abs().max() <= EPS
     assert noise.abs().max() > 0.5 * EPS, "the search must move the noise"
-    assert report.rounds == 2 and len(report.round_seconds) == 2 and report.seconds > 0
+    assert report.rounds == 2 and len(report.round_seconds) == 2
     assert all(0 <= e <= 1 for e in report.errors)
 
 
