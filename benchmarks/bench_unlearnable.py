@@ -1,5 +1,6 @@
 """pytest-benchmark: one round of the sample-wise error-minimizing noise search (10 θ steps, 20 noise steps over the
-set, the stop test) with robustfast and with the loop written the published way, same surrogate, data and settings.
+set, the stop test) with robustfast (default, and exact=True) and with the loop written the published way, same
+surrogate, data and settings.
 `robustfast bench unlearnable` runs both to the stop test on 10,000 images and saves the table.
 
     .venv/bin/python -m pytest benchmarks/bench_unlearnable.py --benchmark-group-by=group
@@ -23,7 +24,7 @@ def data():
 
 
 @pytest.mark.benchmark(group="unlearnable-round")
-@pytest.mark.parametrize("impl", ["robustfast", "reference loop"])
+@pytest.mark.parametrize("impl", ["robustfast", "robustfast exact", "reference loop"])
 def test_one_round(benchmark, data, impl):
     images, labels = data
     benchmark.extra_info.update(device=str(DEVICE), dtype="float32", shape=f"{N}x3x32x32", peer=impl,
@@ -31,8 +32,9 @@ def test_one_round(benchmark, data, impl):
 
     def run():
         model = surrogate("smallcnn").to(DEVICE)
-        if impl == "robustfast":
-            noise, _ = error_minimizing_noise(model, images, labels, progress=False, **SETTINGS)
+        if impl.startswith("robustfast"):
+            noise, _ = error_minimizing_noise(model, images, labels, progress=False, exact=impl.endswith("exact"),
+                                              **SETTINGS)
         else:
             noise, _ = error_minimizing_noise_reference(model, images, labels, **SETTINGS)
         if DEVICE.type == "cuda":

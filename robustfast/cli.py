@@ -282,13 +282,14 @@ def unlearnable(
     evaluate: bool = typer.Option(True, help="train a small CNN on clean and on unlearnable data; print test accuracy"),
     epochs: int = typer.Option(10, help="victim training epochs"),
     seed: int = typer.Option(0, help="seed of the surrogate, the batches and the victim"),
+    exact: bool = typer.Option(False, help="perturb with the surrogate itself, not its BatchNorm-folded copy"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
 ):
     """Error-minimizing noise on the built-in digits; writes the unlearnable training set (safetensors + JSON)."""
     from robustfast.unlearnable.demo import run
 
     run(kind=kind, max_rounds=max_rounds, out=out, quantize=quantize, quantization=quantization, evaluate=evaluate,
-        epochs=epochs, seed=seed, device=device)
+        epochs=epochs, seed=seed, device=device, exact=exact)
 
 
 if __name__ == "__main__":

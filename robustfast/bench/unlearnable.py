@@ -1,7 +1,7 @@
 """`robustfast bench unlearnable`: the error-minimizing noise search, robustfast against the loop written the
 published way (robustfast.reference.unlearnable), same surrogate initialisation, data and settings, run to the
 stop test or the round cap: rounds/s, total time and their ratios. On a GPU with bf16, a row with bf16 autocast
-and channels_last is added.
+is added.
 
 Data: scikit-learn's 1,797 digits (train and test splits) at 3×32×32, tiled to n images, each copy shifted by a
 seeded random translation of up to 2 pixels (zero padding), with the digits' labels: real images, so the stop
@@ -61,7 +61,7 @@ def rows(n: int, kind: str, model: str, max_rounds: int, device: torch.device, *
     out = []
     variants = {"robustfast": {}}
     if bf16_pays_off(device):
-        variants["robustfast bf16+channels_last"] = {"amp": True, "channels_last": True}
+        variants["robustfast bf16"] = {"amp": True}
     for impl, options in variants.items():
         start = time.perf_counter()
         _, report = error_minimizing_noise(surrogate(model).to(device), images.to(device), labels.to(device), kind,

@@ -3,9 +3,10 @@
 Each round (spec unlearnable_examples.md §2-3):
   (a) θ phase: `train_steps` SGD steps of the surrogate, in train mode, on the next batches of a persistent
       stream of x + δ (unclamped by default, as the reference);
-  (b) δ phase: for every batch of the noise set, in eval mode with the parameters frozen, `steps` sign-descent
-      steps through the fused pgd_step op (input gradients only, no host synchronisation); sample-wise noise
-      stores η per sample, class-wise noise sets δ_k to the ε-clipped batch mean of η over class k;
+  (b) δ phase: for every batch of the noise set, on a frozen eval-mode copy of the surrogate with BatchNorm
+      folded into the convolutions, `steps` sign-descent steps through the fused pgd_step op (input gradients
+      only, no host synchronisation); sample-wise noise stores η per sample, class-wise noise sets δ_k to the
+      ε-clipped batch mean of η over class k;
   (c) stop test: the surrogate's error on x + δ over the noise set; stop when it is < stop_error,
       or after max_rounds rounds.
 The noise is one device tensor, gathered and scattered by batch indices; the host reads one number per round.
@@ -27,12 +28,21 @@ from robustfast.training.checkpoint import (
     save_checkpoint,
 )
 from robustfast.unlearnable.batches import NOISE, THETA, BatchCycle, stratified_subset
-from robustfast.unlearnable.phases import class_mean_update, count_errors, minimize_noise, train_surrogate
+from robustfast.unlearnable.phases import (
+    class_mean_update,
+    count_errors,
+    frozen_eval_copy,
+    minimize_noise,
+    train_surrogate,
+)
 from robustfast.unlearnable.report import NoiseReport
 
 KINDS = ("samplewise", "classwise")
 # The reference settings files: 20 steps per sample-wise update, 1 per class-wise update.
 DEFAULT_STEPS = {"samplewise": 20, "classwise": 1}
+# Noise steps on a CPU run over chunks of this many images: each sample's gradient is its own (eval mode), and a
+# chunk's activations stay in cache (at batch 512, half the time of a whole batch per step).
+CPU_CHUNK = 128
 
 
 def _check_settings(s: dict) -> None:
@@ -115,21 +125,31 @@ class _Search:
         self.model.train()
         train_surrogate(self.model, self.optimizer, (self.noisy(b) for b in batches), s["grad_clip"], s["amp"])
         with frozen_eval(self.model), torch.enable_grad():
+            surrogate = self.model if s["exact"] else frozen_eval_copy(self.model)
             for batch in self.updates.epoch(r):
-                self._update(batch)
-            wrong = count_errors(self.model, (self.noisy(b) for b in self.tested), s["amp"])
+                self._update(surrogate, batch)
+            wrong = count_errors(surrogate, (self.noisy(b) for b in self.tested), s["amp"])
         return wrong / self.tested_count
 
-    def _update(self, batch) -> None:
+    def _update(self, surrogate, batch) -> None:
         s, x0, y = self.s, self.images[batch], self.labels[batch]
-        m = len(y)
-        eta = minimize_noise(self.model, x0, y, self.noise[y] if self.classwise else self.noise[batch],
-                             alpha=self._alpha[:m], eps=self._eps[:m], eps_value=s["eps"], steps=s["steps"],
-                             amp=s["amp"])
+        delta = self.noise[y] if self.classwise else self.noise[batch]
+        if s["exact"]:
+            eta = self._minimize(surrogate, x0, y, delta)
+        else:
+            x0, delta = (t.contiguous(memory_format=torch.channels_last) for t in (x0, delta))
+            chunk = CPU_CHUNK if x0.device.type == "cpu" else len(y)
+            eta = torch.cat([self._minimize(surrogate, x0[i:i + chunk], y[i:i + chunk], delta[i:i + chunk])
+                             for i in range(0, len(y), chunk)])
         if self.classwise:
             self.noise = class_mean_update(self.noise, eta, y, s["eps"])
         else:
             self.noise[batch] = eta
+
+    def _minimize(self, surrogate, x0, y, delta) -> torch.Tensor:
+        m, s = len(y), self.s
+        return minimize_noise(surrogate, x0, y, delta, alpha=self._alpha[:m], eps=self._eps[:m], eps_value=s["eps"],
+                              steps=s["steps"], amp=s["amp"])
 
     def to_checkpoint(self, report: NoiseReport) -> tuple[dict, dict]:
         tensors, opt_rest = optimizer_to_checkpoint(self.optimizer)
@@ -164,7 +184,7 @@ def error_minimizing_noise(model: nn.Module, images: torch.Tensor, labels: torch
                            batch_size: int = 512, lr: float = 0.1, momentum: float = 0.9,
                            weight_decay: float = 5e-4, grad_clip: float | None = 5.0, subset_fraction: float = 0.2,
                            clamp_inputs: bool = False, seed: int = 0, checkpoint_dir=None, progress: bool = True,
-                           amp: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, NoiseReport]:
+                           exact: bool = False, amp: bool = False) -> tuple[torch.Tensor, NoiseReport]:
     """Search error-minimizing noise for `images` (N×C×H×W in [0, 1]) with `labels`; return (noise, report).
 
     `model` is the surrogate (a freshly initialised classifier, on the images' device); it is trained in place
@@ -180,23 +200,24 @@ def error_minimizing_noise(model: nn.Module, images: torch.Tensor, labels: torch
     `clamp_inputs=True` clamps x + δ to [0, 1] in the θ phase and the stop test (the reference does not).
     With `checkpoint_dir`, every finished round is saved (noise, surrogate, optimizer, RNG, stream position) and
     a later call with the same directory and settings resumes after it (a larger max_rounds continues a search
-    that stopped on the cap). `amp` runs the surrogate under bf16 autocast; `channels_last` converts the model
-    in place and feeds it channels_last batches.
+    that stopped on the cap).
+    The δ phase and the stop test run on a frozen copy of the surrogate made after each θ phase, with BatchNorm
+    folded into the convolutions, in channels_last, and on a CPU over chunks of 128 images; it rounds differently
+    from the model itself, so near-zero gradient entries can take the other sign. `exact=True` runs them on the
+    model itself in whole batches, as the published loop does (the parity path). `amp` runs the surrogate under
+    bf16 autocast.
     """
     settings = {"kind": kind, "eps": eps, "step_size": step_size,
                 "steps": DEFAULT_STEPS.get(kind, 1) if steps is None else steps, "train_steps": train_steps,
                 "stop_error": stop_error, "batch_size": batch_size, "lr": lr, "momentum": momentum,
                 "weight_decay": weight_decay, "grad_clip": grad_clip, "subset_fraction": subset_fraction,
-                "clamp_inputs": bool(clamp_inputs), "seed": seed, "amp": bool(amp)}
+                "clamp_inputs": bool(clamp_inputs), "seed": seed, "exact": bool(exact), "amp": bool(amp)}
     _check_settings(settings)
     require("max_rounds", max_rounds, is_int(max_rounds) and max_rounds >= 1, "an int >= 1")
     num_classes = _check_data(model, images, labels)
     settings.update(n=int(images.shape[0]), num_classes=num_classes,
                     data_sum=float(images.double().sum()), labels_sum=int(labels.sum()))
     device = images.device
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
     report = NoiseReport(kind=kind, stop_error=float(stop_error), max_rounds=max_rounds)
     was_training = model.training
     cuda = device.type == "cuda"
