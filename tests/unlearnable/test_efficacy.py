@@ -11,8 +11,8 @@ from robustfast.unlearnable import make_unlearnable
 from robustfast.unlearnable.digits import digits_noise, digits_sets, unlearnable_set, victim_accuracy
 
 SEARCH = {
-    "samplewise": {"batch_size": 128, "steps": 5, "step_size": 1.6 / 255, "max_rounds": 10},
-    "classwise": {"batch_size": 64, "max_rounds": 10},
+    "samplewise": {"batch_size": 128, "steps": 5, "step_size": 1.6 / 255, "max_rounds": 20},
+    "classwise": {"batch_size": 64, "max_rounds": 20},
 }
 VICTIM_EPOCHS = 8
 
