@@ -134,13 +134,13 @@ class _Search:
     def _update(self, surrogate, batch) -> None:
         s, x0, y = self.s, self.images[batch], self.labels[batch]
         delta = self.noise[y] if self.classwise else self.noise[batch]
-        if s["exact"]:
-            eta = self._minimize(surrogate, x0, y, delta)
-        else:
+        chunk = len(y)
+        if not s["exact"]:
             x0, delta = (t.contiguous(memory_format=torch.channels_last) for t in (x0, delta))
-            chunk = CPU_CHUNK if x0.device.type == "cpu" else len(y)
-            eta = torch.cat([self._minimize(surrogate, x0[i:i + chunk], y[i:i + chunk], delta[i:i + chunk])
-                             for i in range(0, len(y), chunk)])
+            chunk = CPU_CHUNK if x0.device.type == "cpu" else chunk
+        parts = [self._minimize(surrogate, x0[i:i + chunk], y[i:i + chunk], delta[i:i + chunk])
+                 for i in range(0, len(y), chunk)]
+        eta = parts[0] if len(parts) == 1 else torch.cat(parts)
         if self.classwise:
             self.noise = class_mean_update(self.noise, eta, y, s["eps"])
         else:
