@@ -123,7 +123,7 @@ def ldreg(
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ):
     """SSL on digits with and without LDReg, same seed: linear-probe accuracy and gmean LID of each."""
-    from robustfast.bench.report import table
+    from robustfast._util.tables import table
     from robustfast.data import digits
     from robustfast.training.ssl import run
 
@@ -201,7 +201,7 @@ def noisy(
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ):
     """Train a small CNN on digits with noisy labels once per loss; print the clean test accuracy of each."""
-    from robustfast.bench.report import table
+    from robustfast._util.tables import table
     from robustfast.noisy import run
 
     rows = run(losses=tuple(losses.split(",")), noise=noise, rate=rate, epochs=epochs, seed=seed, device=device)

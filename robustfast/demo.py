@@ -22,7 +22,8 @@ import torch
 from robustfast import noisy
 from robustfast.attacks import PGD, robust_accuracy
 from robustfast.backdoor.demo import section as backdoor_section
-from robustfast.bench.report import median_seconds, resolve_device, table
+from robustfast._util.device import resolve_device
+from robustfast._util.tables import median_seconds, table
 from robustfast.data import digits, loader
 from robustfast.lid.demo import run_section as lid_section
 from robustfast.models import WideResNet, save_model

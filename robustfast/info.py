@@ -3,30 +3,11 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 
 import torch
 
 from robustfast import __version__, _backend
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    """A short name for benchmark rows: the GPU model, or the CPU model with torch's thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{_cpu_model()}, {torch.get_num_threads()} threads"
-
-
-def device_slug(device: torch.device) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+from robustfast._util.device import device_name
 
 
 def report() -> list[tuple[str, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from robustfast.attacks._frozen import model_device
+from robustfast._util.frozen import model_device
 
 
 def robust_accuracy(model: torch.nn.Module, loader, attack, progress: bool = True) -> dict:

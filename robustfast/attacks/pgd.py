@@ -5,8 +5,8 @@ import numbers
 
 import torch
 
-from robustfast._checks import check_images, check_labels, opmath_dtype, per_sample
-from robustfast.attacks._frozen import frozen_eval, model_device
+from robustfast._util.checks import check_images, check_labels, opmath_dtype, per_sample
+from robustfast._util.frozen import frozen_eval, model_device
 from robustfast.ops import pgd_random_init, pgd_step
 from robustfast.reference.pgd_attack import attack_loss
 

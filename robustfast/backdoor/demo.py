@@ -8,7 +8,8 @@ from robustfast.backdoor.evaluate import BackdoorReport, evaluate
 from robustfast.backdoor.iad import InputAware
 from robustfast.backdoor.poison import as_triggers, poison
 from robustfast.backdoor.train import train_backdoored
-from robustfast.bench.report import resolve_device, table
+from robustfast._util.device import resolve_device
+from robustfast._util.tables import table
 from robustfast.data import digits
 from robustfast.models import SmallCNN
 

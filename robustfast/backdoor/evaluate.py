@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from robustfast.backdoor.poison import _check_common, _stream_seed, as_triggers, trigger_targets
 from robustfast.backdoor.stack import apply_stacked
-from robustfast.bench.report import table
+from robustfast._util.tables import table
 
 
 @dataclasses.dataclass

@@ -68,7 +68,7 @@ class InputAware(Trigger):
             seed: int = 0) -> list[float]:
         """Train the pattern and mask networks on float N×C×H×W images in [0, 1] with IAD's diversity loss;
         returns the mean loss of each epoch."""
-        from robustfast._checks import check_images
+        from robustfast._util.checks import check_images
 
         check_images(images, "images")
         self._check(images)

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import TensorDataset
 
-from robustfast._checks import check_images
+from robustfast._util.checks import check_images
 from robustfast.backdoor.base import Trigger
 from robustfast.backdoor.stack import apply_stacked
 from robustfast.backdoor.triggers import Hybrid, make_trigger

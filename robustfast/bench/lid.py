@@ -16,7 +16,8 @@ import torch
 
 import robustfast
 from robustfast import _backend
-from robustfast.bench.report import resolve_device, save, table
+from robustfast._util.device import resolve_device
+from robustfast._util.tables import save, table
 from robustfast.ops import knn_lid
 from robustfast.reference import knn_lid as reference
 

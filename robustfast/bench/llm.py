@@ -7,7 +7,8 @@ import time
 
 import torch
 
-from robustfast.bench.report import resolve_device, save, table
+from robustfast._util.device import resolve_device
+from robustfast._util.tables import save, table
 from robustfast.llm.adapters import add_lora
 from robustfast.llm.data import load_examples
 from robustfast.llm.encode import collate, encode_example

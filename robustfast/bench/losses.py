@@ -8,7 +8,8 @@ import torch
 
 import robustfast
 from robustfast import _backend
-from robustfast.bench.report import median_seconds, resolve_device, save, table
+from robustfast._util.device import resolve_device
+from robustfast._util.tables import median_seconds, save, table
 from robustfast.ops import robust_loss
 from robustfast.reference import robust_loss as reference
 

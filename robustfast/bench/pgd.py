@@ -12,7 +12,8 @@ import torch
 import robustfast
 from robustfast import _backend
 from robustfast.attacks import PGD
-from robustfast.bench.report import median_seconds, resolve_device, save, table
+from robustfast._util.device import resolve_device
+from robustfast._util.tables import median_seconds, save, table
 from robustfast.models import PreActResNet18
 from robustfast.ops import pgd_step
 from robustfast.reference.pgd_attack import pgd_attack

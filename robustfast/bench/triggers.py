@@ -17,7 +17,8 @@ import robustfast
 from robustfast import _backend
 from robustfast.backdoor import apply_stacked, make_trigger
 from robustfast.backdoor.stack import pixel_table
-from robustfast.bench.report import median_seconds, resolve_device, save, table
+from robustfast._util.device import resolve_device
+from robustfast._util.tables import median_seconds, save, table
 from robustfast.ops import apply_triggers
 from robustfast.reference import apply_triggers as reference
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from robustfast.bench.pgd import bf16_pays_off
-from robustfast.bench.report import resolve_device, save, table
+from robustfast._util.device import resolve_device
+from robustfast._util.tables import save, table
 from robustfast.data import digits
 from robustfast.models import ResNet18, SmallCNN
 from robustfast.reference.unlearnable import error_minimizing_noise_reference

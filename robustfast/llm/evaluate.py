@@ -98,7 +98,7 @@ def evaluate(model, tokenizer, test_files: dict, task: str, max_new_tokens: int 
 
 def report_table(report: dict) -> str:
     """The report as a two-column table (metric, value)."""
-    from robustfast.bench.report import table
+    from robustfast._util.tables import table
 
     rows = [{"metric": k, "value": v} for k, v in report.items() if k not in ("files", "generations")]
     return table(rows, ["metric", "value"])

@@ -11,7 +11,7 @@ import math
 import torch
 
 from robustfast import _backend
-from robustfast._checks import check_float_tensor
+from robustfast._util.checks import check_float_tensor
 from robustfast.reference import apply_triggers as reference
 from robustfast.reference.apply_triggers import (  # noqa: F401  (the flag bits are part of this op's API)
     ADD,

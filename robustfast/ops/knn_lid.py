@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 from robustfast import _backend
-from robustfast._checks import check_float_tensor, opmath_dtype
+from robustfast._util.checks import check_float_tensor, opmath_dtype
 from robustfast.reference import knn_lid as reference_impl
 
 FORMS = reference_impl.FORMS

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from robustfast import _backend
-from robustfast._checks import check_bounds, check_float_tensor, check_like, opmath_dtype, per_sample
+from robustfast._util.checks import check_bounds, check_float_tensor, check_like, opmath_dtype, per_sample
 from robustfast.reference import pgd_step as reference
 
 NORMS = ("Linf", "L2")

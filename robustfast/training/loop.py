@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from robustfast._checks import is_int, is_real, require
+from robustfast._util.checks import is_int, is_real, require
 from robustfast.training.checkpoint import (
     load_checkpoint,
     optimizer_from_checkpoint,

@@ -5,7 +5,7 @@ import numbers
 
 import torch
 
-from robustfast._checks import check_float_tensor, check_images
+from robustfast._util.checks import check_float_tensor, check_images
 
 QUANTIZATIONS = ("signed", "reference")
 

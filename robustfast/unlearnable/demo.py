@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustfast.bench.report import resolve_device
+from robustfast._util.device import resolve_device
 from robustfast.unlearnable.digits import digits_noise, digits_sets, unlearnable_set, victim_accuracy
 from robustfast.unlearnable.io import save_unlearnable
 

@@ -33,7 +33,7 @@ def frozen_eval_copy(model: nn.Module) -> nn.Module:
     A model torch.fx cannot trace is copied without folding, with a warning."""
     try:
         folded = fuse(model)
-    except Exception as err:  # noqa: BLE001 - tracing fails in many ways; the unfolded copy is always correct
+    except Exception as err:
         warnings.warn(f"torch.fx cannot trace the surrogate ({type(err).__name__}: {err}); its BatchNorm layers "
                       "are not folded", stacklevel=3)
         folded = copy.deepcopy(model)

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from robustfast._checks import check_images, check_labels, is_int, is_real, opmath_dtype, require
-from robustfast.attacks._frozen import frozen_eval, model_device
+from robustfast._util.checks import check_images, check_labels, is_int, is_real, opmath_dtype, require
+from robustfast._util.frozen import frozen_eval, model_device
 from robustfast.training.checkpoint import (
     load_checkpoint,
     optimizer_from_checkpoint,

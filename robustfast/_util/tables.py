@@ -1,4 +1,4 @@
-"""Timing, result files and tables shared by every `robustfast bench` suite."""
+"""Timing, result files and plain-text tables shared by the benchmarks, the demo and the method reports."""
 from __future__ import annotations
 
 import datetime
@@ -11,17 +11,7 @@ from pathlib import Path
 import torch
 
 from robustfast import __version__
-from robustfast.info import device_name, device_slug
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but no CUDA device is visible")
-    return torch.device(device)
+from robustfast._util.device import device_name, device_slug
 
 
 def median_seconds(fn, device: torch.device, repeats: int, warmup: int = 1) -> tuple[float, object]:

@@ -1,0 +1,4 @@
+"""Utilities below everything else: argument checks, the frozen-model context, devices, result tables.
+
+Nothing in this package imports an op, a model or a method.
+"""
