@@ -2,6 +2,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include "common.h"
+
 #include <cstdint>
 #include <string>
 
@@ -17,10 +19,6 @@ enum TriggerStage : int32_t {
   kWrap = 32,
   kTruncate = 64,
 };
-
-inline std::string apply_triggers_dtype_name(at::ScalarType dtype) {
-  return "torch." + std::string(c10::getDtypeNames(dtype).first);
-}
 
 // images (N, C, H, W) float or uint8, each sample one dense block (contiguous or channels_last); trigger_ids,
 // pattern_index int64 (N,); flags int32 (T,); lut (T, C, L); colour (T, C, C+1); weight, additive (T, C, H, W);
@@ -38,7 +36,7 @@ inline void check_apply_triggers_args(const at::Tensor& images, const at::Tensor
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16 ||
                   dtype == at::kByte,
               "apply_triggers: images must be float32, float64, float16, bfloat16 or uint8, got ",
-              apply_triggers_dtype_name(dtype));
+              dtype_name(dtype));
   const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
   TORCH_CHECK(images.is_contiguous() || images.is_contiguous(at::MemoryFormat::ChannelsLast),
               "apply_triggers: images must be contiguous or channels_last");
@@ -47,8 +45,8 @@ inline void check_apply_triggers_args(const at::Tensor& images, const at::Tensor
     TORCH_CHECK(t.device() == images.device(), "apply_triggers: ", name, " must be on the images' device (",
                 images.device(), "), got one on ", t.device());
     TORCH_CHECK(t.is_contiguous(), "apply_triggers: ", name, " must be contiguous");
-    TORCH_CHECK(t.scalar_type() == want, "apply_triggers: ", name, " must be ", apply_triggers_dtype_name(want),
-                ", got ", apply_triggers_dtype_name(t.scalar_type()));
+    TORCH_CHECK(t.scalar_type() == want, "apply_triggers: ", name, " must be ", dtype_name(want),
+                ", got ", dtype_name(t.scalar_type()));
     TORCH_CHECK(t.sizes() == shape, "apply_triggers: ", name, " must have shape ", shape, ", got ", t.sizes());
   };
   TORCH_CHECK(flags.dim() == 1 && flags.size(0) >= 1, "apply_triggers: flags must be (T,) with T >= 1");

@@ -2,6 +2,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include "common.h"
+
 #include <cstdint>
 #include <string>
 

@@ -2,6 +2,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include "common.h"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -9,16 +11,6 @@
 namespace robustfast {
 
 enum class PgdNorm { Linf, L2 };
-
-// "torch.float32" rather than ATen's "Float", for messages.
-inline std::string pgd_step_dtype_name(at::ScalarType dtype) {
-  return "torch." + std::string(c10::getDtypeNames(dtype).first);
-}
-
-// The dtype in which the step is computed and in which alpha and eps are given.
-inline at::ScalarType pgd_step_opmath_dtype(at::ScalarType dtype) {
-  return dtype == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 // Checks every argument of pgd_step for a kernel running on `device_type` and returns the parsed norm.
 // Tensors must all live on x's device. x, grad, x0 share shape, strides and a floating dtype, and their storage
@@ -45,11 +37,11 @@ inline PgdNorm check_pgd_step_args(const at::Tensor& x, const at::Tensor& grad, 
               "call .contiguous()");
   const at::ScalarType dtype = x.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
-              "pgd_step: x must be float32, float64, float16 or bfloat16, got ", pgd_step_dtype_name(dtype));
+              "pgd_step: x must be float32, float64, float16 or bfloat16, got ", dtype_name(dtype));
   for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad, "grad"}, {x0, "x0"}}) {
     check_device(t, name);
-    TORCH_CHECK(t.scalar_type() == dtype, "pgd_step: ", name, " must have x's dtype (", pgd_step_dtype_name(dtype),
-                "), got ", pgd_step_dtype_name(t.scalar_type()));
+    TORCH_CHECK(t.scalar_type() == dtype, "pgd_step: ", name, " must have x's dtype (", dtype_name(dtype),
+                "), got ", dtype_name(t.scalar_type()));
     TORCH_CHECK(t.sizes() == x.sizes(), "pgd_step: ", name, " must have x's shape ", x.sizes(), ", got ",
                 t.sizes());
     TORCH_CHECK(t.strides() == x.strides(), "pgd_step: ", name, " must have x's memory layout (strides ",
@@ -58,14 +50,14 @@ inline PgdNorm check_pgd_step_args(const at::Tensor& x, const at::Tensor& grad, 
   const int64_t n = x.size(0);
   check_tensor(active, "active");
   TORCH_CHECK(active.scalar_type() == at::kBool, "pgd_step: active must be a bool tensor, got ",
-              pgd_step_dtype_name(active.scalar_type()));
+              dtype_name(active.scalar_type()));
   TORCH_CHECK(active.dim() == 1 && active.size(0) == n, "pgd_step: active must have shape (", n, ",), got ",
               active.sizes());
-  const at::ScalarType op_dtype = pgd_step_opmath_dtype(dtype);
+  const at::ScalarType op_dtype = opmath_dtype(dtype);
   for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{alpha, "alpha"}, {eps, "eps"}}) {
     check_tensor(t, name);
-    TORCH_CHECK(t.scalar_type() == op_dtype, "pgd_step: ", name, " must be ", pgd_step_dtype_name(op_dtype),
-                " for x of dtype ", pgd_step_dtype_name(dtype), ", got ", pgd_step_dtype_name(t.scalar_type()));
+    TORCH_CHECK(t.scalar_type() == op_dtype, "pgd_step: ", name, " must be ", dtype_name(op_dtype),
+                " for x of dtype ", dtype_name(dtype), ", got ", dtype_name(t.scalar_type()));
     TORCH_CHECK(t.dim() == 1 && t.size(0) == n, "pgd_step: ", name, " must have shape (", n, ",), got ",
                 t.sizes());
   }

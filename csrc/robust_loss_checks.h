@@ -2,6 +2,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include "common.h"
+
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -53,16 +55,6 @@ inline RobustLossKind parse_robust_loss_kind(c10::string_view kind) {
   TORCH_CHECK(false, "robust_loss: kind must be one of ", names, "; got '", kind, "'");
 }
 
-// "torch.float32" rather than ATen's "Float", for messages.
-inline std::string robust_loss_dtype_name(at::ScalarType dtype) {
-  return "torch." + std::string(c10::getDtypeNames(dtype).first);
-}
-
-// The dtype of the per-sample loss and of grad_loss: float64 for float64 logits, else float32.
-inline at::ScalarType robust_loss_opmath_dtype(at::ScalarType dtype) {
-  return dtype == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 // Checks logits, labels and the hyperparameters for a kernel running on `device_type`; returns the parsed kind.
 // logits: (B, K) contiguous float32/float64/float16/bfloat16, K >= 2. labels: (B,) contiguous int64 on logits'
 // device (their range [0, K) is checked by the kernels). alpha, beta finite; gamma >= 0; q > 0.
@@ -75,14 +67,14 @@ inline RobustLossKind check_robust_loss_args(const char* op, const at::Tensor& l
   TORCH_CHECK(logits.dim() == 2, op, ": logits must be 2-d (batch, num_classes), got shape ", logits.sizes());
   const at::ScalarType dtype = logits.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16, op,
-              ": logits must be float32, float64, float16 or bfloat16, got ", robust_loss_dtype_name(dtype));
+              ": logits must be float32, float64, float16 or bfloat16, got ", dtype_name(dtype));
   TORCH_CHECK(logits.size(1) >= 2, op, ": logits must have at least 2 classes (dim 1), got shape ",
               logits.sizes());
   TORCH_CHECK(logits.is_contiguous(), op, ": logits must be contiguous (call .contiguous())");
   TORCH_CHECK(labels.device() == logits.device(), op, ": labels must be on logits' device (", logits.device(),
               "), got one on ", labels.device());
   TORCH_CHECK(labels.scalar_type() == at::kLong, op, ": labels must be int64, got ",
-              robust_loss_dtype_name(labels.scalar_type()));
+              dtype_name(labels.scalar_type()));
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == logits.size(0), op, ": labels must have shape (",
               logits.size(0), ",), got ", labels.sizes());
   TORCH_CHECK(labels.is_contiguous(), op, ": labels must be contiguous (call .contiguous())");
@@ -101,11 +93,11 @@ inline RobustLossKind check_robust_loss_bwd_args(const at::Tensor& grad_loss, co
       check_robust_loss_args("robust_loss_bwd", logits, labels, kind, alpha, beta, gamma, q, device_type);
   TORCH_CHECK(grad_loss.device() == logits.device(), "robust_loss_bwd: grad_loss must be on logits' device (",
               logits.device(), "), got one on ", grad_loss.device());
-  const at::ScalarType loss_dtype = robust_loss_opmath_dtype(logits.scalar_type());
+  const at::ScalarType loss_dtype = opmath_dtype(logits.scalar_type());
   TORCH_CHECK(grad_loss.scalar_type() == loss_dtype, "robust_loss_bwd: grad_loss must be ",
-              robust_loss_dtype_name(loss_dtype), " for logits of dtype ",
-              robust_loss_dtype_name(logits.scalar_type()), ", got ",
-              robust_loss_dtype_name(grad_loss.scalar_type()));
+              dtype_name(loss_dtype), " for logits of dtype ",
+              dtype_name(logits.scalar_type()), ", got ",
+              dtype_name(grad_loss.scalar_type()));
   TORCH_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == logits.size(0),
               "robust_loss_bwd: grad_loss must have shape (", logits.size(0), ",), got ", grad_loss.sizes());
   TORCH_CHECK(grad_loss.is_contiguous(), "robust_loss_bwd: grad_loss must be contiguous (call .contiguous())");

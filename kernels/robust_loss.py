@@ -30,6 +30,7 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
+from robustfast._util.checks import opmath_dtype
 from robustfast.reference.robust_loss import A, COMPONENTS, LOG_P_MIN
 
 # Component codes: 0 = absent.
@@ -285,16 +286,13 @@ def _launch(kind: str, alpha, beta, gamma, q, B: int, K: int):
     return (triton.cdiv(B, rows),), hyper, meta
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def robust_loss_fwd_triton(logits, labels, kind: str, alpha: float = 1.0, beta: float = 1.0, gamma: float = 0.5,
-                           q: float = 0.7) -> torch.Tensor:
+                           q: float = 0.7, detach_focal_factor: bool = True) -> torch.Tensor:
     """Per-sample loss (B,), float32 (float64 for float64 logits), of contiguous logits (B, K) and int64 labels
-    (B,), validated by the caller (robustfast.ops). The loss does not depend on detach_focal_factor."""
+    (B,), validated by the caller (robustfast.ops). The loss does not depend on detach_focal_factor (taken for
+    the op's one schema)."""
     B, K = logits.shape
-    loss = torch.empty(B, dtype=_compute_dtype(logits.dtype), device=logits.device)
+    loss = torch.empty(B, dtype=opmath_dtype(logits.dtype), device=logits.device)
     if B == 0:
         return loss
     grid, hyper, meta = _launch(kind, alpha, beta, gamma, q, B, K)
@@ -310,7 +308,7 @@ def robust_loss_bwd_triton(grad_loss, logits, labels, kind: str, alpha: float = 
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
     if B == 0 or K == 0:
         return grad
-    grad_loss = grad_loss.to(_compute_dtype(logits.dtype)).contiguous()
+    grad_loss = grad_loss.to(opmath_dtype(logits.dtype)).contiguous()
     grid, hyper, meta = _launch(kind, alpha, beta, gamma, q, B, K)
     wrap_triton(_robust_loss_bwd_kernel)[grid](grad_loss, logits, labels, grad, B, K, *hyper,
                                                DETACH=bool(detach_focal_factor), **meta)

@@ -26,7 +26,7 @@ def test_extension_built_against_another_torch_is_refused(monkeypatch, fresh_ext
     with robustfast.use_backend("cpp"), pytest.raises(robustfast.BackendUnavailable, match=r"1\.0\.0"):
         pgd_step(x, torch.randn(3, 4), x, alpha=0.1, eps=0.1)
     # auto falls back to the reference, which still computes the step
-    assert _backend.choose("pgd_step", x.device, ("triton", "cuda", "cpp")) == "reference"
+    assert _backend.choose("pgd_step", x.device) == "reference"
     assert pgd_step(x, torch.randn(3, 4), x, alpha=0.1, eps=0.1).shape == x.shape
 
 

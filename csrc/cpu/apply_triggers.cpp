@@ -12,6 +12,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
@@ -19,17 +20,10 @@
 #include <vector>
 
 #include "../apply_triggers_checks.h"
-#include "../robustfast.h"
 
 namespace {
 
 using namespace robustfast;
-
-template <typename T>
-inline T clamp_range(T v, T lo, T hi) {
-  v = v < lo ? lo : v;
-  return v > hi ? hi : v;
-}
 
 // Everything one image's trigger reads: pointers already offset to trigger k (and to the image's pattern row).
 template <typename opmath_t>
@@ -50,7 +44,7 @@ void lut_stage(opmath_t* buf, const opmath_t* lut, int64_t c, int64_t hw, int64_
     opmath_t* row = buf + ch * hw;
     for (int64_t i = 0; i < hw; ++i) {
       const opmath_t pos = row[i] * scale;
-      const opmath_t i0 = clamp_range(std::floor(pos), opmath_t(0), top);
+      const opmath_t i0 = clamp_keep_nan(std::floor(pos), opmath_t(0), top);
       const opmath_t frac = pos - i0;
       const int64_t idx = static_cast<int64_t>(i0);
       const opmath_t lo = curve[idx];
@@ -67,7 +61,7 @@ void colour_stage(opmath_t* buf, const opmath_t* m, int64_t c, int64_t hw, opmat
       const opmath_t* row = m + ch * (c + 1);
       opmath_t acc = 0;
       for (int64_t j = 0; j < c; ++j) acc += pixel[j] * row[j];
-      buf[ch * hw + i] = clamp_range(acc + row[c], opmath_t(0), hi);
+      buf[ch * hw + i] = clamp_keep_nan(acc + row[c], opmath_t(0), hi);
     }
   }
 }
@@ -86,7 +80,7 @@ void flat_stages(opmath_t* __restrict buf, const TriggerView<opmath_t>& t, int64
     if (t.flags & kWrap) {
       for (int64_t i = 0; i < len; ++i) buf[i] = buf[i] - opmath_t(256) * std::floor(buf[i] / opmath_t(256));
     } else if (!(t.flags & kMinMax)) {
-      for (int64_t i = 0; i < len; ++i) buf[i] = clamp_range(buf[i], opmath_t(0), hi);
+      for (int64_t i = 0; i < len; ++i) buf[i] = clamp_keep_nan(buf[i], opmath_t(0), hi);
     }
   }
   if (t.flags & kMinMax) {
@@ -103,7 +97,7 @@ void flat_stages(opmath_t* __restrict buf, const TriggerView<opmath_t>& t, int64
       std::fill(buf, buf + len, opmath_t(0));
     }
   }
-  for (int64_t i = 0; i < len; ++i) buf[i] = clamp_range(buf[i], opmath_t(0), hi);
+  for (int64_t i = 0; i < len; ++i) buf[i] = clamp_keep_nan(buf[i], opmath_t(0), hi);
 }
 
 template <typename scalar_t, typename opmath_t>
@@ -163,8 +157,6 @@ void apply_triggers_impl(const at::Tensor& images, const at::Tensor& ids_t, cons
   });
 }
 
-}  // namespace
-
 at::Tensor apply_triggers_cpu(const at::Tensor& images, const at::Tensor& trigger_ids, const at::Tensor& flags,
                               const at::Tensor& lut, const at::Tensor& colour, const at::Tensor& weight,
                               const at::Tensor& pattern, const at::Tensor& pattern_index, const at::Tensor& additive) {
@@ -179,3 +171,7 @@ at::Tensor apply_triggers_cpu(const at::Tensor& images, const at::Tensor& trigge
                                   });
   return out;
 }
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("_apply_triggers_cpp", &apply_triggers_cpu); }

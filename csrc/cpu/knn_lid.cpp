@@ -13,6 +13,7 @@
 // Memory: one kQueryBlock × kRefBlock tile and kmax entries per query, never M × N.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
@@ -22,7 +23,6 @@
 #include <vector>
 
 #include "../knn_lid_checks.h"
-#include "../robustfast.h"
 
 namespace {
 
@@ -203,8 +203,6 @@ void knn_lid_backward_kernel(const at::Tensor& Q, const at::Tensor& R, const at:
   }
 }
 
-}  // namespace
-
 std::tuple<at::Tensor, at::Tensor> knn_lid_backward_cpu(const at::Tensor& queries, const at::Tensor& reference,
                                                         const at::Tensor& distances, const at::Tensor& indices,
                                                         const at::Tensor& grad_distances, bool reference_grad) {
@@ -258,4 +256,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_lid_cpu(const at:
     knn_lid_kernel<scalar_t>(queries, reference, ks, f, self_offset, dist, idx, mle, mom);
   });
   return {dist, idx, mle, mom};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) {
+  m.impl("_knn_lid_cpp", &knn_lid_cpu);
+  m.impl("_knn_lid_backward_cpp", &knn_lid_backward_cpu);
 }

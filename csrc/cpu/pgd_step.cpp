@@ -10,6 +10,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,18 +18,12 @@
 #include <functional>
 
 #include "../pgd_step_checks.h"
-#include "../robustfast.h"
 
 namespace {
 
-constexpr double kGradNormEps = 1e-10;  // robustfast.reference.pgd_step.GRAD_NORM_EPS
+using robustfast::clamp_keep_nan;
 
-// Comparisons written so that a NaN operand `v` passes through, as in torch.clamp / torch.maximum.
-template <typename T>
-inline T clamp_keep_nan(T v, T lo, T hi) {
-  v = v < lo ? lo : v;
-  return v > hi ? hi : v;
-}
+constexpr double kGradNormEps = 1e-10;  // robustfast.reference.pgd_step.GRAD_NORM_EPS
 
 // sign(g) with sign(0) = sign(NaN) = 0, as torch.sign on CPU.
 template <typename T>
@@ -203,8 +198,6 @@ void pgd_step_l2_impl(const scalar_t* x, const scalar_t* g, const scalar_t* x0, 
   }
 }
 
-}  // namespace
-
 at::Tensor pgd_step_cpu(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,
                         const at::Tensor& alpha, const at::Tensor& eps, c10::string_view norm, double lower,
                         double upper) {
@@ -223,3 +216,7 @@ at::Tensor pgd_step_cpu(const at::Tensor& x, const at::Tensor& grad, const at::T
   });
   return out;
 }
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) { m.impl("_pgd_step_cpp", &pgd_step_cpu); }

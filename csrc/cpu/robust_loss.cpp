@@ -22,6 +22,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
@@ -32,163 +33,16 @@
 #include <type_traits>
 
 #include "../robust_loss_checks.h"
-#include "../robustfast.h"
-
-#define RL_INLINE inline __attribute__((always_inline))
-
-// 32-byte vectors in the baseline build: GCC notes that their ABI differs without AVX; every function that takes or
-// returns one is inlined (and the note comes at the end of the file, so it is silenced for the whole file).
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "simd.h"
 
 namespace {
 
 using robustfast::RobustLossKind;
+using namespace robustfast::simd;
 
 constexpr double kProbClamp = 1e-7;   // softmax clamp of RCE, GCE, NGCE: ℓ clamped below at ln 1e-7 (LOG_P_MIN)
 constexpr double kLabelClamp = 1e-4;  // RCE's clamp of the one-hot label: A = -ln(1e-4)
 
-// ---------------------------------------------------------------------------------------------------------------
-// Vector abstraction. float: 8 lanes of a GCC vector (AVX2 registers in the AVX2 build, SSE pairs otherwise),
-// polynomial exp/log (Cephes, ~1-2 ulp). double: one lane, libm.
-
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-struct SimdF {
-  using T = float;
-  using V = v8f;
-  using M = v8i;  // lane mask: -1 true, 0 false
-  static constexpr int W = 8;
-
-  static RL_INLINE V splat(float x) { return V{x, x, x, x, x, x, x, x}; }
-  static RL_INLINE M splat_i(int32_t x) { return M{x, x, x, x, x, x, x, x}; }
-  static RL_INLINE V select(M m, V a, V b) { return m ? a : b; }
-  static RL_INLINE M iota() { return M{0, 1, 2, 3, 4, 5, 6, 7}; }
-  static RL_INLINE M lanes_below(int64_t n) { return iota() < splat_i(static_cast<int32_t>(n)); }
-  // Lanes of the chunk at i that hold element y.
-  static RL_INLINE M lane_is(int64_t i, int64_t y) {
-    return (iota() + splat_i(static_cast<int32_t>(i))) == splat_i(static_cast<int32_t>(y));
-  }
-  static RL_INLINE M all_true() { return splat_i(-1); }
-  static RL_INLINE M mnot(M m) { return ~m; }
-  static RL_INLINE V vmax(V a, V b) { return a > b ? a : b; }
-  static RL_INLINE float hsum(V v) {
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-  }
-  static RL_INLINE float hmax(V v) {
-    float r = v[0];
-    for (int i = 1; i < W; ++i) r = v[i] > r ? v[i] : r;
-    return r;
-  }
-
-  // e^x for finite x; 0 below about -87.5 (no denormals).
-  static RL_INLINE V exp(V x) {
-    x = x < splat(-88.0f) ? splat(-88.0f) : x;
-    x = x > splat(88.0f) ? splat(88.0f) : x;
-    const V magic = splat(12582912.0f);  // 1.5 * 2^23: (t + magic) - magic rounds t to the nearest integer
-    const V r = (x * 1.44269504088896341f + magic) - magic;
-    V g = x - r * 0.693359375f;
-    g = g - r * -2.12194440e-4f;
-    V y = splat(1.9875691500e-4f);
-    y = y * g + 1.3981999507e-3f;
-    y = y * g + 8.3334519073e-3f;
-    y = y * g + 4.1665795894e-2f;
-    y = y * g + 1.6666665459e-1f;
-    y = y * g + 5.0000001201e-1f;
-    y = y * (g * g) + g + 1.0f;
-    const M n = __builtin_convertvector(r, M);  // in [-127, 127]; -127 gives the bit pattern of +0
-    const M bits = (n + 127) << 23;
-    return y * __builtin_bit_cast(V, bits);
-  }
-
-  // ln x for finite normal x > 0.
-  static RL_INLINE V log(V x) {
-    const M bits = __builtin_bit_cast(M, x);
-    M e = ((bits >> 23) & 0xff) - 126;
-    V f = __builtin_bit_cast(V, (bits & 0x007fffff) | 0x3f000000);  // x = f * 2^e, f in [0.5, 1)
-    const M small = f < splat(0.707106781186547524f);
-    e = e + small;  // small is -1 where true
-    f = small ? (f + f) - 1.0f : f - 1.0f;
-    const V ef = __builtin_convertvector(e, V);
-    const V z = f * f;
-    V y = splat(7.0376836292e-2f);
-    y = y * f + -1.1514610310e-1f;
-    y = y * f + 1.1676998740e-1f;
-    y = y * f + -1.2420140846e-1f;
-    y = y * f + 1.4249322787e-1f;
-    y = y * f + -1.6668057665e-1f;
-    y = y * f + 2.0000714765e-1f;
-    y = y * f + -2.4999993993e-1f;
-    y = y * f + 3.3333331174e-1f;
-    y = y * f * z;
-    y = y + ef * -2.12194440e-4f;
-    y = y - 0.5f * z;
-    return (f + y) + ef * 0.693359375f;
-  }
-
-  template <typename S>
-  static RL_INLINE V load(const S* p) {
-    V v;
-    if constexpr (std::is_same_v<S, float>) {
-      std::memcpy(&v, p, sizeof(V));
-    } else {
-      float t[W];
-      for (int i = 0; i < W; ++i) t[i] = static_cast<float>(p[i]);
-      std::memcpy(&v, t, sizeof(V));
-    }
-    return v;
-  }
-  template <typename S>
-  static RL_INLINE V load_partial(const S* p, int64_t n, float fill) {
-    float t[W];
-    for (int i = 0; i < W; ++i) t[i] = i < n ? static_cast<float>(p[i]) : fill;
-    V v;
-    std::memcpy(&v, t, sizeof(V));
-    return v;
-  }
-  template <typename S>
-  static RL_INLINE void store(S* p, V v) {
-    if constexpr (std::is_same_v<S, float>) {
-      std::memcpy(p, &v, sizeof(V));
-    } else {
-      for (int i = 0; i < W; ++i) p[i] = static_cast<S>(v[i]);
-    }
-  }
-  template <typename S>
-  static RL_INLINE void store_partial(S* p, V v, int64_t n) {
-    for (int i = 0; i < n; ++i) p[i] = static_cast<S>(v[i]);
-  }
-};
-
-struct SimdD {
-  using T = double;
-  using V = double;
-  using M = bool;
-  static constexpr int W = 1;
-
-  static RL_INLINE V splat(double x) { return x; }
-  static RL_INLINE V select(M m, V a, V b) { return m ? a : b; }
-  static RL_INLINE M lanes_below(int64_t n) { return n > 0; }
-  static RL_INLINE M lane_is(int64_t i, int64_t y) { return i == y; }
-  static RL_INLINE M all_true() { return true; }
-  static RL_INLINE M mnot(M m) { return !m; }
-  static RL_INLINE V vmax(V a, V b) { return a > b ? a : b; }
-  static RL_INLINE double hsum(V v) { return v; }
-  static RL_INLINE double hmax(V v) { return v; }
-  static RL_INLINE V exp(V x) { return std::exp(x); }
-  static RL_INLINE V log(V x) { return std::log(x); }
-  template <typename S>
-  static RL_INLINE V load(const S* p) { return static_cast<double>(*p); }
-  template <typename S>
-  static RL_INLINE V load_partial(const S* p, int64_t, double) { return static_cast<double>(*p); }
-  template <typename S>
-  static RL_INLINE void store(S* p, V v) { *p = static_cast<S>(v); }
-  template <typename S>
-  static RL_INLINE void store_partial(S* p, V v, int64_t) { *p = static_cast<S>(v); }
-};
-
-template <typename T>
-using SimdFor = std::conditional_t<std::is_same_v<T, double>, SimdD, SimdF>;
 
 // One row of the logits: its K elements at z, label y; `avail` elements from z to the end of the tensor, so a
 // chunk that runs past the row's end may still be loaded whole (and masked) when the tensor goes on.
@@ -602,13 +456,6 @@ __attribute__((target("avx2,fma"))) void bwd_rows_avx2(const float* grad_loss, c
   bwd_rows_body<SimdF>(grad_loss, z, labels, grad, b0, b1, P, ebuf);
 }
 
-bool cpu_has_avx2_fma() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return has;
-}
 #endif
 
 // A row buffer for e^{z−m}: K rounded up to whole chunks.
@@ -657,14 +504,13 @@ void check_labels(const int64_t* labels, int64_t B, int64_t K, const char* op) {
 
 int64_t row_grain(int64_t K) { return std::max<int64_t>(1, at::internal::GRAIN_SIZE / (4 * K)); }
 
-}  // namespace
-
+// detach_focal_factor changes only the gradient; the forward takes it to share the op's one schema.
 at::Tensor robust_loss_fwd_cpu(const at::Tensor& logits, const at::Tensor& labels, c10::string_view kind,
-                               double alpha, double beta, double gamma, double q) {
+                               double alpha, double beta, double gamma, double q, bool /*detach_focal_factor*/) {
   const RobustLossKind k = robustfast::check_robust_loss_args("robust_loss_fwd", logits, labels, kind, alpha, beta,
                                                               gamma, q, c10::DeviceType::CPU);
   const int64_t B = logits.size(0), K = logits.size(1);
-  at::Tensor loss = at::empty({B}, logits.options().dtype(robustfast::robust_loss_opmath_dtype(logits.scalar_type())));
+  at::Tensor loss = at::empty({B}, logits.options().dtype(robustfast::opmath_dtype(logits.scalar_type())));
   if (B == 0) return loss;
   const int64_t* lab = labels.const_data_ptr<int64_t>();
   check_labels(lab, B, K, "robust_loss_fwd");
@@ -700,4 +546,11 @@ at::Tensor robust_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& lo
                      [&](int64_t b0, int64_t b1) { bwd_rows<scalar_t>(gl, z, lab, out, b0, b1, P); });
   });
   return grad;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(robustfast, CPU, m) {
+  m.impl("_robust_loss_cpp", &robust_loss_fwd_cpu);
+  m.impl("_robust_loss_backward_cpp", &robust_loss_bwd_cpu);
 }

@@ -1,9 +1,11 @@
-// CUDA entry point of robustfast::pgd_step: argument checks, the output, and the launch on the current stream.
+// CUDA kernel of robustfast::pgd_step (registered as robustfast::_pgd_step_cuda): argument checks, the output,
+// and the launch on the current stream.
 // The kernels themselves live in pgd_step.cu behind a raw-pointer launcher.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -11,7 +13,6 @@
 #include <limits>
 
 #include "../pgd_step_checks.h"
-#include "../robustfast.h"
 #include "pgd_step.cuh"
 
 namespace {
@@ -30,8 +31,6 @@ void launch(robustfast::PgdNorm norm, const at::Tensor& x, const at::Tensor& gra
            eps.const_data_ptr<opmath_t>(), reinterpret_cast<cuda_t*>(out.mutable_data_ptr<scalar_t>()), n, d,
            lower, upper, sm_count, stream);
 }
-
-}  // namespace
 
 at::Tensor pgd_step_cuda(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& active,
                          const at::Tensor& alpha, const at::Tensor& eps, c10::string_view norm, double lower,
@@ -66,3 +65,7 @@ at::Tensor pgd_step_cuda(const at::Tensor& x, const at::Tensor& grad, const at::
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(robustfast, CUDA, m) { m.impl("_pgd_step_cuda", &pgd_step_cuda); }

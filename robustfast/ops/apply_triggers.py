@@ -2,7 +2,8 @@
 
 robustfast.reference.apply_triggers is the definition (stages LUT → COLOUR → BLEND → ADD → MINMAX, switched on
 per trigger by `flags`). Kernels: Triton (one program per image), C++ CPU (images over threads, each through a
-planar buffer). robustfast.backdoor builds the stacked per-trigger tensors from trigger objects.
+planar buffer), registered as robustfast::apply_triggers (see robustfast._backend). No autograd.
+robustfast.backdoor builds the stacked per-trigger tensors from trigger objects.
 """
 from __future__ import annotations
 
@@ -27,26 +28,37 @@ from robustfast.reference.apply_triggers import (  # noqa: F401  (the flag bits 
 LUT_NODES = 256  # the default number of LUT nodes: one per uint8 level
 
 
-@torch.library.triton_op("robustfast::apply_triggers_triton", mutates_args=())
-def _apply_triggers_triton(images: torch.Tensor, trigger_ids: torch.Tensor, flags: torch.Tensor, lut: torch.Tensor,
-                           colour: torch.Tensor, weight: torch.Tensor, pattern: torch.Tensor,
-                           pattern_index: torch.Tensor, additive: torch.Tensor) -> torch.Tensor:
-    from robustfast.kernels.apply_triggers import apply_triggers_triton
-
-    return apply_triggers_triton(images, trigger_ids, flags, lut, colour, weight, pattern, pattern_index, additive)
-
-
-@torch.library.register_fake("robustfast::apply_triggers_triton")
-def _(images, trigger_ids, flags, lut, colour, weight, pattern, pattern_index, additive):
+def _fake(images, trigger_ids, flags, lut, colour, weight, pattern, pattern_index, additive):
     return torch.empty_like(images)
 
 
-_CPP = _backend.extension() is not None and hasattr(torch.ops.robustfast, "apply_triggers")
-if _CPP:
+def _samples(device: torch.device, dtype: torch.dtype) -> list[tuple]:
+    """Arguments for the registry tests: every stage alone and together, odd and prime image sizes."""
+    modes = [BLEND, ADD, ADD | MINMAX, LUT, COLOUR, LUT | COLOUR, MINMAX, LUT | COLOUR | BLEND | ADD | MINMAX]
+    out, t, cd = [], len(modes), reference.compute_dtype(dtype)
+    for seed, (n, c, h, w) in enumerate([(7, 3, 11, 13), (5, 1, 8, 8), (6, 2, 17, 3), (3, 3, 32, 32)]):
+        g = torch.Generator().manual_seed(seed)
+        images = torch.rand(n, c, h, w, generator=g, dtype=torch.float64)
+        ids = torch.randint(-1, t, (n,), generator=g)
+        weight = torch.rand(t, c, h, w, generator=g, dtype=torch.float64)
+        lut = torch.rand(t, c, 33, generator=g, dtype=torch.float64).sort(dim=-1).values
+        mix = torch.eye(c, dtype=torch.float64) + 0.3 * torch.randn(t, c, c, generator=g, dtype=torch.float64)
+        colour = torch.cat([mix, 0.1 * torch.randn(t, c, 1, generator=g, dtype=torch.float64)], dim=2)
+        pattern = torch.rand(t, c, h, w, generator=g, dtype=torch.float64)
+        additive = 0.4 * torch.randn(t, c, h, w, generator=g, dtype=torch.float64)
+        out.append((images.to(device, dtype), ids.to(device), torch.tensor(modes, dtype=torch.int32, device=device),
+                    *(v.to(device, cd) for v in (lut, colour, weight, pattern)), ids.clamp(min=0).to(device),
+                    additive.to(device, cd)))
+    return out
 
-    @torch.library.register_fake("robustfast::apply_triggers")
-    def _(images, trigger_ids, flags, lut, colour, weight, pattern, pattern_index, additive):
-        return torch.empty_like(images)
+
+OP = _backend.register_op(
+    "apply_triggers",
+    "(Tensor images, Tensor trigger_ids, Tensor flags, Tensor lut, Tensor colour, Tensor weight, Tensor pattern, "
+    "Tensor pattern_index, Tensor additive) -> Tensor",
+    reference=reference.apply_triggers, fake=_fake, triton="robustfast.kernels.apply_triggers:apply_triggers_triton",
+    native=("cpp",), samples=_samples, dtypes=(torch.float32, torch.float64, torch.bfloat16),
+)
 
 
 def _index_vector(t, n: int, name: str, device: torch.device) -> torch.Tensor:
@@ -59,7 +71,8 @@ def _index_vector(t, n: int, name: str, device: torch.device) -> torch.Tensor:
 
 
 def _param(t, shape: tuple, name: str, dtype: torch.dtype, device: torch.device, fill: float = 0.0):
-    """A per-trigger parameter as a contiguous tensor of `shape` in the compute dtype (filled when None)."""
+    """A per-trigger parameter as a contiguous tensor of `shape` in the compute dtype (filled when None); its
+    values are checked by `_check_values`."""
     if t is None:
         return torch.full(shape, fill, dtype=dtype, device=device)
     if not isinstance(t, torch.Tensor) or not t.is_floating_point():
@@ -68,8 +81,6 @@ def _param(t, shape: tuple, name: str, dtype: torch.dtype, device: torch.device,
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
     if t.device != device:
         raise ValueError(f"{name} is on {t.device} but images is on {device}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf")
     return t.to(dtype).contiguous()
 
 
@@ -95,12 +106,41 @@ def _check_image_batch(images) -> tuple[torch.Tensor, bool]:
         raise ValueError(f"images must be a non-empty N×C×H×W batch (rank 4), got shape {tuple(images.shape)}")
     if images.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise ValueError(f"images must be float32, float64, float16, bfloat16 or uint8, got {images.dtype}")
-    lo, hi = (v.item() for v in torch.aminmax(images))  # one sweep; NaN propagates into both
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError("images contains NaN or inf")
-    if lo < 0 or hi > 1:
-        raise ValueError(f"images must lie in [0, 1] (got [{lo:.4g}, {hi:.4g}]); uint8 images are N×H×W×C")
     return images, False
+
+
+def _check_values(x, nhwc: bool, ids, flags, weight, pattern_index, pattern_rows: int, given: dict) -> None:
+    """Every check that reads values, in one host read: image range, flag bits, index ranges, finite parameters."""
+    t = flags.shape[0]
+    stats = [flags.min(), flags.max(), ids.min(), ids.max(), ((weight < 0) | (weight > 1)).any(),
+             pattern_index.min(), pattern_index.max()]
+    stats += [torch.isfinite(v).all() for v in given.values()]
+    if not nhwc:
+        stats += [((flags & WRAP) != 0).any(), *torch.aminmax(x)]  # one sweep; NaN propagates into both
+    values = torch.stack([v.to(torch.float64) for v in stats]).tolist()
+    f_min, f_max, id_lo, id_hi, weight_out, p_lo, p_hi = values[:7]
+    finite = dict(zip(given, values[7:7 + len(given)], strict=True))
+    if not nhwc:
+        wrap, lo, hi = values[7 + len(given):]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("images contains NaN or inf")
+        if lo < 0 or hi > 1:
+            raise ValueError(f"images must lie in [0, 1] (got [{lo:.4g}, {hi:.4g}]); uint8 images are N×H×W×C")
+    if f_min < 0 or f_max > ALL_FLAGS:
+        raise ValueError(f"flags must be sums of the stage bits (0..{ALL_FLAGS}), got values in "
+                         f"[{int(f_min)}, {int(f_max)}]")
+    if not nhwc and wrap:
+        raise ValueError("flags: WRAP (the legacy uint8 wrap-around) needs uint8 images")
+    if id_lo < -1 or id_hi >= t:
+        raise ValueError(f"trigger_ids must lie in [-1, {t}) for {t} triggers (−1 = clean), got "
+                         f"[{int(id_lo)}, {int(id_hi)}]")
+    for name, ok in finite.items():
+        if not ok:
+            raise ValueError(f"{name} contains NaN or inf")
+    if weight_out:
+        raise ValueError("weight (blend weight = mask × α) must lie in [0, 1]")
+    if p_lo < 0 or p_hi >= pattern_rows:
+        raise ValueError(f"pattern_index must lie in [0, {pattern_rows}), the rows of pattern")
 
 
 def _dense(x: torch.Tensor) -> torch.Tensor:
@@ -121,6 +161,7 @@ def apply_triggers(images: torch.Tensor, trigger_ids: torch.Tensor, *, flags: to
     (T, C, H, W); pattern (P, C, H, W) with pattern_index (N,) choosing each image's row (default: its trigger
     id, P = T); lut (T, C, L); colour (T, C, C+1). Values are in the image's scale (×255 for uint8). Parameters
     left out are zeros (weight, pattern, additive) or identities (lut, colour).
+    The value checks (ranges, finiteness) read the host once per call, batched in `_check_values`.
     """
     x, nhwc = _check_image_batch(images)
     n, c, h, w = x.shape
@@ -133,18 +174,8 @@ def apply_triggers(images: torch.Tensor, trigger_ids: torch.Tensor, *, flags: to
     flags = flags.to(device=x.device, dtype=torch.int32).contiguous()
     hi = reference.value_range(x.dtype)
     dt = reference.compute_dtype(x.dtype)
-    f_min, f_max, id_lo, id_hi = flags.min(), flags.max(), ids.min(), ids.max()
-    if f_min.item() < 0 or f_max.item() > ALL_FLAGS:
-        raise ValueError(f"flags must be sums of the stage bits (0..{ALL_FLAGS}), got values in "
-                         f"[{f_min.item()}, {f_max.item()}]")
-    if not nhwc and ((flags & WRAP) != 0).any().item():
-        raise ValueError("flags: WRAP (the legacy uint8 wrap-around) needs uint8 images")
-    if id_lo.item() < -1 or id_hi.item() >= t:
-        raise ValueError(f"trigger_ids must lie in [-1, {t}) for {t} triggers (−1 = clean), got "
-                         f"[{id_lo.item()}, {id_hi.item()}]")
+    given = {"weight": weight, "pattern": pattern, "additive": additive, "lut": lut, "colour": colour}
     weight = _param(weight, (t, c, h, w), "weight", dt, x.device)
-    if ((weight < 0) | (weight > 1)).any().item():
-        raise ValueError("weight (blend weight = mask × α) must lie in [0, 1]")
     rows = pattern.shape[0] if isinstance(pattern, torch.Tensor) and pattern.dim() == 4 else t
     pattern = _param(pattern, (rows, c, h, w), "pattern", dt, x.device)
     additive = _param(additive, (t, c, h, w), "additive", dt, x.device)
@@ -161,14 +192,8 @@ def apply_triggers(images: torch.Tensor, trigger_ids: torch.Tensor, *, flags: to
                              "to choose each image's row")
         pattern_index = ids.clamp(min=0)
     pattern_index = _index_vector(pattern_index, n, "pattern_index", x.device)
-    if pattern_index.min().item() < 0 or pattern_index.max().item() >= pattern.shape[0]:
-        raise ValueError(f"pattern_index must lie in [0, {pattern.shape[0]}), the rows of pattern")
+    _check_values(x, nhwc, ids, flags, weight, pattern_index, pattern.shape[0],
+                  {k: v for k, v in given.items() if v is not None})
     args = (_dense(x), ids, flags, lut, colour, weight, pattern, pattern_index, additive)
-    backend = _backend.choose("apply_triggers", x.device, ("triton", "cpp") if _CPP else ("triton",))
-    if backend == "reference":
-        out = reference.apply_triggers(*args)
-    elif backend == "triton":
-        out = torch.ops.robustfast.apply_triggers_triton(*args)
-    else:
-        out = torch.ops.robustfast.apply_triggers(*args)
+    out = OP.call(*args)
     return out.permute(0, 2, 3, 1) if nhwc else out

@@ -4,8 +4,8 @@ streamed in tiles so that the M×N distance matrix never exists. robustfast.refe
 Backward (kernel backends): the estimators' closed-form derivatives give dL/dr (M, kmax) (an O(M·k) torch
 computation, robustfast.reference.knn_lid.estimator_grad), and ∂r_ij/∂q_i = (q_i − x_j)/r_ij turns it into
 gradients for the queries and the k neighbours of each, gathered through the saved indices: k-sparse, no second
-distance pass. The gather runs in C++ (robustfast::knn_lid_backward) for the cpp backend, and as chunked torch
-gathers (`neighbour_grad`) for Triton.
+distance pass. The gather is the op robustfast::knn_lid_backward: C++ for the cpp backend, chunked torch gathers
+(`neighbour_grad`, its reference) for every other backend. The reference backend differentiates the same way.
 """
 from __future__ import annotations
 
@@ -30,44 +30,15 @@ class KnnLid(NamedTuple):
     mom: torch.Tensor
 
 
-@torch.library.triton_op("robustfast::knn_lid_triton", mutates_args=())
-def _knn_lid_triton(queries: torch.Tensor, reference: torch.Tensor, ks: list[int], form: str,
-                    self_offset: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from robustfast.kernels.knn_lid import knn_lid_triton
-
-    return knn_lid_triton(queries, reference, ks, form, self_offset)
-
-
-def _fake_outputs(queries, ks):
+def _fake(queries, reference, ks, form, self_offset):
     m, kmax, nk = queries.shape[0], max(ks), len(ks)
     return (queries.new_empty(m, kmax), queries.new_empty(m, kmax, dtype=torch.int64), queries.new_empty(m, nk),
             queries.new_empty(m, nk))
 
 
-@_knn_lid_triton.register_fake
-def _(queries, reference, ks, form, self_offset):
-    return _fake_outputs(queries, ks)
-
-
-# robustfast._C carries the C++ kernels unless it failed to load (or is a build that predates them).
-_CPP = _backend.extension() is not None and hasattr(torch.ops.robustfast, "knn_lid")
-_CPP_BACKWARD = _CPP and hasattr(torch.ops.robustfast, "knn_lid_backward")
-if _CPP:
-
-    @torch.library.register_fake("robustfast::knn_lid")
-    def _(queries, reference, ks, form, self_offset):
-        return _fake_outputs(queries, ks)
-
-if _CPP_BACKWARD:
-
-    @torch.library.register_fake("robustfast::knn_lid_backward")
-    def _(queries, reference, distances, indices, grad_distances, reference_grad):
-        rows = reference.shape[0] if reference_grad else 0
-        return torch.empty_like(queries), reference.new_empty(rows, reference.shape[1])
-
-
-def _forward(backend: str):
-    return torch.ops.robustfast.knn_lid_triton if backend == "triton" else torch.ops.robustfast.knn_lid
+def _fake_backward(queries, reference, distances, indices, grad_distances, reference_grad):
+    rows = reference.shape[0] if reference_grad else 0
+    return torch.empty_like(queries), reference.new_empty(rows, reference.shape[1])
 
 
 def neighbour_grad(queries, reference, dist, idx, grad_dist, need_queries: bool, need_reference: bool):
@@ -86,31 +57,69 @@ def neighbour_grad(queries, reference, dist, idx, grad_dist, need_queries: bool,
     return grad_q, grad_r
 
 
-class _KnnLidFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, queries, reference, ks, form, self_offset, backend):
-        dist, idx, mle, mom = _forward(backend)(queries, reference, ks, form, self_offset)
-        ctx.save_for_backward(queries, reference, dist, idx)
-        ctx.args = (ks, form)
-        ctx.backend = backend
-        ctx.mark_non_differentiable(idx)
-        return dist, idx, mle, mom
+def _reference_backward(queries, reference, distances, indices, grad_distances, reference_grad):
+    grad_q, grad_r = neighbour_grad(queries, reference, distances, indices, grad_distances, True, reference_grad)
+    return grad_q, grad_r if reference_grad else reference.new_empty(0, reference.shape[1])
 
-    @staticmethod
-    def backward(ctx, grad_dist, _grad_idx, grad_mle, grad_mom):
-        queries, reference, dist, idx = ctx.saved_tensors
-        ks, form = ctx.args
-        g = reference_impl.estimator_grad(dist, ks, form, grad_mle, grad_mom)
-        if grad_dist is not None:
-            g = g + grad_dist
-        need_q, need_r = ctx.needs_input_grad[:2]
-        if ctx.backend == "cpp" and _CPP_BACKWARD:
-            grad_q, grad_r = torch.ops.robustfast.knn_lid_backward(queries, reference, dist, idx, g.contiguous(),
-                                                                   need_r)
-            grad_q, grad_r = grad_q if need_q else None, grad_r if need_r else None
-        else:
-            grad_q, grad_r = neighbour_grad(queries, reference, dist, idx, g, need_q, need_r)
-        return grad_q, grad_r, None, None, None, None
+
+def _setup_context(ctx, inputs, output):
+    queries, reference, ks, form, _ = inputs
+    ctx.save_for_backward(queries, reference, output[0], output[1])
+    ctx.args = (ks, form)
+
+
+def _backward(ctx, grad_dist, _grad_idx, grad_mle, grad_mom):
+    queries, reference, dist, idx = ctx.saved_tensors
+    ks, form = ctx.args
+    g = reference_impl.estimator_grad(dist, ks, form, grad_mle, grad_mom)
+    if grad_dist is not None:
+        g = g + grad_dist
+    need_q, need_r = ctx.needs_input_grad[:2]
+    with _backend.use_backend(_backend.backward_backend(ctx.backend, "knn_lid_backward")):
+        grad_q, grad_r = BACKWARD.call(queries, reference, dist, idx, g.contiguous(), need_r)
+    return grad_q if need_q else None, grad_r if need_r else None, None, None, None
+
+
+def _points(n: int, d: int, seed: int, device, dtype) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.rand(d, generator=g, dtype=torch.float64)
+    return (x + 3.0).to(device, dtype)
+
+
+def _samples(device: torch.device, dtype: torch.dtype) -> list[tuple]:
+    """Arguments for the registry tests: self-reference and a separate one, prime sizes, every form."""
+    out = []
+    for i, (m, n, d, ks, self_ref) in enumerate([(37, 37, 5, [2, 7], True), (23, 101, 64, [3, 16, 33], False),
+                                                  (61, 61, 33, [12, 60], True)]):
+        q = _points(m, d, 2 * i, device, dtype)
+        r = q if self_ref else _points(n, d, 2 * i + 1, device, dtype)
+        out.append((q, r, ks, FORMS[i % len(FORMS)], 0 if self_ref else -1))
+    return out
+
+
+def _backward_samples(device: torch.device, dtype: torch.dtype) -> list[tuple]:
+    out = []
+    for i, (q, r, ks, form, offset) in enumerate(_samples(device, dtype)):
+        dist, idx, _, _ = reference_impl.knn_lid(q, r, ks, form, offset)
+        grad = torch.randn(dist.shape, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
+        out.append((q, r, dist, idx, grad.to(device, dtype), i % 2 == 0))
+    return out
+
+
+DTYPES = (torch.float32, torch.float64)  # the op takes the compute dtype; knn_lid() converts half precision
+BACKWARD = _backend.register_op(
+    "knn_lid_backward",
+    "(Tensor queries, Tensor reference, Tensor distances, Tensor indices, Tensor grad_distances, "
+    "bool reference_grad) -> (Tensor grad_queries, Tensor grad_reference)",
+    reference=_reference_backward, fake=_fake_backward, native=("cpp",), samples=_backward_samples, dtypes=DTYPES,
+)
+OP = _backend.register_op(
+    "knn_lid",
+    "(Tensor queries, Tensor reference, int[] ks, str form, int self_offset) -> (Tensor distances, "
+    "Tensor indices, Tensor mle, Tensor mom)",
+    reference=reference_impl.knn_lid, fake=_fake, triton="robustfast.kernels.knn_lid:knn_lid_triton",
+    native=("cpp",), backward=_backward, setup_context=_setup_context, samples=_samples, dtypes=DTYPES,
+)
 
 
 def _check_ks(k, available: int) -> list[int]:
@@ -192,11 +201,7 @@ def knn_lid(queries: torch.Tensor, reference: torch.Tensor | None = None, *, k: 
     dtype = opmath_dtype(queries.dtype)
     q = queries.to(dtype).contiguous()
     r = q if same else reference.to(dtype).contiguous()
-    backend = _backend.choose("knn_lid", queries.device, ("triton", "cpp") if _CPP else ("triton",))
-    if backend == "reference":
-        out = reference_impl.knn_lid(q, r, ks, form, int(self_offset))
-    else:
-        out = _KnnLidFunction.apply(q, r, ks, form, int(self_offset), backend)
+    out = OP.call(q, r, ks, form, int(self_offset))
     _check_outputs(out, q, r, ks)
     dist, idx, mle, mom = out
     if isinstance(k, numbers.Integral):

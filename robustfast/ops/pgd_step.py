@@ -1,4 +1,9 @@
-"""pgd_step: one fused step of a projected-gradient attack, and the random start of the attack."""
+"""pgd_step: one fused step of a projected-gradient attack, and the random start of the attack.
+
+The op robustfast::pgd_step (see robustfast._backend for what registration gives): reference
+robustfast.reference.pgd_step, Triton kernels.pgd_step, C++ csrc/cpu/pgd_step.cpp, CUDA csrc/cuda/pgd_step_cuda.cpp.
+No autograd: the step is applied to a detached input. Checks read no tensor values (no host sync).
+"""
 from __future__ import annotations
 
 import torch
@@ -10,19 +15,35 @@ from robustfast.reference import pgd_step as reference
 NORMS = ("Linf", "L2")
 
 
-@torch.library.triton_op("robustfast::pgd_step_triton", mutates_args=())
-def _pgd_step_triton(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, active: torch.Tensor,
-                     alpha: torch.Tensor, eps: torch.Tensor, norm: str, lower: float, upper: float) -> torch.Tensor:
-    from robustfast.kernels.pgd_step import pgd_step_triton
-
-    return pgd_step_triton(x, grad, x0, active, alpha, eps, norm, lower, upper)
+def _fake(x, grad, x0, active, alpha, eps, norm, lower, upper):
+    return torch.empty_like(x)
 
 
-if _backend.extension() is not None:
+def _samples(device: torch.device, dtype: torch.dtype) -> list[tuple]:
+    """Arguments of robustfast::pgd_step for the registry tests: odd, prime and 1023-long rows, both norms."""
+    out = []
+    for seed, (shape, norm) in enumerate([((7, 3, 11, 13), "Linf"), ((1, 1023), "L2"), ((5, 17), "Linf"),
+                                          ((13, 3, 8, 8), "L2"), ((2, 3, 37, 41), "L2")]):
+        g = torch.Generator().manual_seed(seed)
+        n, op = shape[0], opmath_dtype(dtype)
+        x0 = torch.rand(shape, generator=g, dtype=torch.float64)
+        x = (x0 + 0.03 * torch.randn(shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+        grad = torch.randn(shape, generator=g, dtype=torch.float64)
+        alpha, eps = 0.005 + 0.05 * torch.rand(n, generator=g), 0.01 + 0.1 * torch.rand(n, generator=g)
+        active = torch.rand(n, generator=g) > 0.25
+        out.append((*(t.to(device, dtype) for t in (x, grad, x0)), active.to(device), alpha.to(device, op),
+                    eps.to(device, op), norm, 0.0, 1.0))
+    return out
 
-    @torch.library.register_fake("robustfast::pgd_step")
-    def _(x, grad, x0, active, alpha, eps, norm, lower, upper):
-        return torch.empty_like(x)
+
+OP = _backend.register_op(
+    "pgd_step",
+    "(Tensor x, Tensor grad, Tensor x0, Tensor active, Tensor alpha, Tensor eps, str norm, float lower, "
+    "float upper) -> Tensor",
+    reference=reference.pgd_step, fake=_fake, triton="robustfast.kernels.pgd_step:pgd_step_triton",
+    native=("cpp", "cuda"), auto={"cpu": ("cpp",), "cuda": ("triton", "cuda")},
+    samples=_samples, dtypes=(torch.float32, torch.float64, torch.bfloat16, torch.float16),
+)
 
 
 def _shared_layout(x, grad, x0):
@@ -62,13 +83,7 @@ def pgd_step(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, *, alpha, ep
         active = torch.ones(n, dtype=torch.bool, device=x.device)
     elif not isinstance(active, torch.Tensor) or active.dtype != torch.bool or active.shape != (n,):
         raise ValueError(f"active must be a bool tensor of shape ({n},)")
-    args = (*_shared_layout(x, grad, x0), active.contiguous(), alpha, eps, norm, float(lower), float(upper))
-    backend = _backend.choose("pgd_step", x.device, ("triton", "cuda", "cpp"))
-    if backend == "reference":
-        return reference.pgd_step(*args)
-    if backend == "triton":
-        return torch.ops.robustfast.pgd_step_triton(*args)
-    return torch.ops.robustfast.pgd_step(*args)
+    return OP.call(*_shared_layout(x, grad, x0), active.contiguous(), alpha, eps, norm, float(lower), float(upper))
 
 
 def pgd_random_init(x0: torch.Tensor, *, eps, norm: str = "Linf", lower: float = 0.0, upper: float = 1.0,

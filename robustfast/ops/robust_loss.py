@@ -7,88 +7,76 @@ robustfast.reference.robust_loss is the definition.
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from robustfast import _backend
+from robustfast._util.checks import opmath_dtype
 from robustfast.reference import robust_loss as reference
 
 LOSSES = reference.LOSSES
+SCHEMA = "(Tensor logits, Tensor labels, str kind, float alpha, float beta, float gamma, float q, " \
+         "bool detach_focal_factor) -> Tensor"
 
 
-@torch.library.triton_op("robustfast::robust_loss_fwd_triton", mutates_args=())
-def _fwd_triton(logits: torch.Tensor, labels: torch.Tensor, kind: str, alpha: float, beta: float, gamma: float,
-                q: float, detach_focal_factor: bool) -> torch.Tensor:
-    from robustfast.kernels.robust_loss import robust_loss_fwd_triton
-
-    return robust_loss_fwd_triton(logits, labels, kind, alpha, beta, gamma, q)  # the loss ignores the detach
-
-
-@torch.library.triton_op("robustfast::robust_loss_bwd_triton", mutates_args=())
-def _bwd_triton(grad_loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, kind: str, alpha: float,
-                beta: float, gamma: float, q: float, detach_focal_factor: bool) -> torch.Tensor:
-    from robustfast.kernels.robust_loss import robust_loss_bwd_triton
-
-    return robust_loss_bwd_triton(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor)
-
-
-def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-# robustfast._C carries the C++ kernels unless it failed to load (or is a build that predates them).
-_CPP = _backend.extension() is not None and hasattr(torch.ops.robustfast, "robust_loss_fwd")
-if _CPP:
-
-    @torch.library.register_fake("robustfast::robust_loss_fwd")
-    def _(logits, labels, kind, alpha, beta, gamma, q):
-        return logits.new_empty(logits.shape[0], dtype=_loss_dtype(logits.dtype))
-
-    @torch.library.register_fake("robustfast::robust_loss_bwd")
-    def _(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
-        return torch.empty_like(logits)
-
-
-def _cpp_fwd(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
-    return torch.ops.robustfast.robust_loss_fwd(logits, labels, kind, alpha, beta, gamma, q)
-
-
-def _cpp_bwd(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
-    return torch.ops.robustfast.robust_loss_bwd(grad_loss, logits, labels, kind, alpha, beta, gamma, q,
-                                                detach_focal_factor)
-
-
-def _reference_fwd(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
+def _reference(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
     stats = reference.row_stats(logits, labels, gamma, q, detach_focal_factor)
     return reference.loss_from_stats(stats, kind, alpha, beta, q)  # float32/float64, not rounded to bf16
 
 
-def _reference_bwd(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
+def _reference_backward(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
     return reference.robust_loss_grad(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor,
                                       grad_out=grad_loss)
 
 
-def _implementation(backend: str):
-    if backend == "reference":
-        return _reference_fwd, _reference_bwd
-    if backend == "triton":
-        return torch.ops.robustfast.robust_loss_fwd_triton, torch.ops.robustfast.robust_loss_bwd_triton
-    return _cpp_fwd, _cpp_bwd
+def _fake(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
+    return logits.new_empty(logits.shape[0], dtype=opmath_dtype(logits.dtype))
 
 
-class _RobustLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor, backend):
-        ctx.save_for_backward(logits, labels)
-        ctx.args = (kind, alpha, beta, gamma, q, detach_focal_factor)
-        ctx.backend = backend
-        return _implementation(backend)[0](logits, labels, *ctx.args)
+def _fake_backward(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
+    return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_loss):
-        logits, labels = ctx.saved_tensors
-        grad = _implementation(ctx.backend)[1](grad_loss.contiguous(), logits, labels, *ctx.args)
-        return grad, None, None, None, None, None, None, None, None
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0], inputs[1])
+    ctx.args = inputs[2:]
+
+
+def _backward(ctx, grad_loss):
+    logits, labels = ctx.saved_tensors
+    with _backend.use_backend(_backend.backward_backend(ctx.backend, "robust_loss_backward")):
+        grad = BACKWARD.call(grad_loss.contiguous(), logits, labels, *ctx.args)
+    return grad, None, None, None, None, None, None, None
+
+
+def _samples(device: torch.device, dtype: torch.dtype) -> list[tuple]:
+    """Arguments for the registry tests: every kind, on K = 2, 100, 1023 or a prime in turn, with an extreme row."""
+    out = []
+    for i, kind in enumerate(LOSSES):
+        b, k = [(9, 2), (9, 100), (5, 1023), (7, 37)][i % 4]
+        g = torch.Generator().manual_seed(i)
+        logits = 3 * torch.randn(b, k, generator=g, dtype=torch.float64)
+        logits[0] = 50 * torch.sign(torch.randn(k, generator=g, dtype=torch.float64))
+        labels = torch.randint(0, k, (b,), generator=g)
+        out.append((logits.to(device, dtype), labels.to(device), kind, 0.7, 1.3, 0.5, 0.4, i % 3 == 0))
+    return out
+
+
+def _backward_samples(device: torch.device, dtype: torch.dtype) -> list[tuple]:
+    return [(torch.rand(args[0].shape[0], generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+             .to(device, opmath_dtype(dtype)) + 0.5, *args) for args in _samples(device, dtype)]
+
+
+DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+BACKWARD = _backend.register_op(
+    "robust_loss_backward", "(Tensor grad_loss, " + SCHEMA[1:],
+    reference=_reference_backward, fake=_fake_backward,
+    triton="robustfast.kernels.robust_loss:robust_loss_bwd_triton", native=("cpp",),
+    samples=_backward_samples, dtypes=DTYPES,
+)
+OP = _backend.register_op(
+    "robust_loss", SCHEMA, reference=_reference, fake=_fake,
+    triton="robustfast.kernels.robust_loss:robust_loss_fwd_triton", native=("cpp",),
+    backward=_backward, setup_context=_setup_context, samples=_samples, dtypes=DTYPES,
+)
 
 
 def check_inputs(logits, labels, num_classes: int | None = None) -> None:
@@ -123,13 +111,14 @@ def robust_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, *, alpha:
                 gamma: float = 0.5, q: float = 0.7, detach_focal_factor: bool = True,
                 num_classes: int | None = None) -> torch.Tensor:
     """Per-sample loss (B,) of `kind` (one of LOSSES) for logits (B, K) and integer labels (B,), differentiable
-    w.r.t. the logits through the fused closed-form backward. float32 (float64 for float64 logits).
+    w.r.t. the logits through the fused closed-form backward (the op robustfast::robust_loss_backward). float32
+    (float64 for float64 logits). One host read per call: check_inputs reads "finite logits, labels in range"
+    in one batched transfer.
 
     Hyperparameters are taken as given (robustfast.losses resolves each kind's defaults and checks them).
     """
     check_inputs(logits, labels, num_classes)
     if kind not in LOSSES:
         raise ValueError(f"kind must be one of {', '.join(LOSSES)}; got {kind!r}")
-    backend = _backend.choose("robust_loss", logits.device, ("triton", "cpp") if _CPP else ("triton",))
-    return _RobustLoss.apply(logits.contiguous(), labels.long().contiguous(), kind, float(alpha), float(beta),
-                             float(gamma), float(q), bool(detach_focal_factor), backend)
+    return OP.call(logits.contiguous(), labels.long().contiguous(), kind, float(alpha), float(beta), float(gamma),
+                   float(q), bool(detach_focal_factor))

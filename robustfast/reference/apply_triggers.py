@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from robustfast._util.checks import opmath_dtype as compute_dtype
+
 LUT, COLOUR, BLEND, ADD, MINMAX, WRAP, TRUNCATE = 1, 2, 4, 8, 16, 32, 64
 ALL_FLAGS = LUT | COLOUR | BLEND | ADD | MINMAX | WRAP | TRUNCATE
 
@@ -31,10 +33,6 @@ ALL_FLAGS = LUT | COLOUR | BLEND | ADD | MINMAX | WRAP | TRUNCATE
 def value_range(dtype: torch.dtype) -> float:
     """hi: the largest pixel value of images of `dtype` (255 for uint8, 1 for floats)."""
     return 255.0 if dtype == torch.uint8 else 1.0
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _on(flags: torch.Tensor, bit: int) -> torch.Tensor:

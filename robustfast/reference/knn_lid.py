@@ -23,19 +23,17 @@ from collections.abc import Sequence
 
 import torch
 
+from robustfast._util.checks import opmath_dtype
+
 FORMS = ("literature", "levina-bickel", "ldreg")
 MIN_RATIO = 1e-6      # floor of r_j / r_k in the MLE logarithms (literature, levina-bickel)
 LDREG_LOG_EPS = 1e-4  # the reference code's ln(r_j / r_k + 1e−4)
 
 
-def _opmath(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def knn(queries: torch.Tensor, reference: torch.Tensor, k: int, self_offset: int = -1):
     """(distances (M, k) ascending, indices (M, k) int64) of each query's k nearest reference rows, with reference
     row self_offset + i excluded for query i when self_offset >= 0. Materialises the M×N distance matrix."""
-    dt = _opmath(queries.dtype)
+    dt = opmath_dtype(queries.dtype)
     dist = torch.cdist(queries.to(dt), reference.to(dt), compute_mode="donot_use_mm_for_euclid_dist")
     if self_offset >= 0:
         rows = torch.arange(queries.shape[0], device=queries.device)

@@ -12,6 +12,8 @@ rounds once to the dtype of `x`, as the kernels do: in half precision the gradie
 """
 import torch
 
+from robustfast._util.checks import opmath_dtype
+
 GRAD_NORM_EPS = 1e-10
 
 
@@ -21,7 +23,7 @@ def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def pgd_step(x, grad, x0, active, alpha, eps, norm: str, lower: float, upper: float) -> torch.Tensor:
     dtype = x.dtype
-    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    compute = opmath_dtype(dtype)
     x, grad, x0 = x.to(compute), grad.to(compute), x0.to(compute)
     a, e = _per_sample(alpha, x), _per_sample(eps, x)
     if norm == "Linf":

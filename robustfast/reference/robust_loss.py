@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import torch
 
+from robustfast._util.checks import opmath_dtype
+
 A = -math.log(1e-4)
 LOG_P_MIN = math.log(1e-7)
 
@@ -63,13 +65,9 @@ class RowStats(NamedTuple):
     focal_norm: torch.Tensor    # D_F, detached
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def row_stats(logits, labels, gamma: float = 0.5, q: float = 0.7, detach_focal_factor: bool = True) -> RowStats:
     """Every per-row statistic, differentiable where the losses are and detached where the spec detaches."""
-    z = logits.to(_compute_dtype(logits.dtype))
+    z = logits.to(opmath_dtype(logits.dtype))
     y = labels.long().unsqueeze(1)
     shifted = z - z.amax(dim=1, keepdim=True).detach()  # ℓ does not depend on the shift
     logp = shifted - shifted.exp().sum(dim=1, keepdim=True).log()

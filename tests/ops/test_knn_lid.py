@@ -154,18 +154,18 @@ def test_gradcheck_of_the_reference(form):
 def test_opcheck(device, backend):
     x = make_points(20, 6, torch.float32, device, seed=0)
     if backend == "cpp":
-        torch.library.opcheck(torch.ops.robustfast.knn_lid.default, (x, x, [3, 5], "literature", 0))
-        dist, idx, _, _ = torch.ops.robustfast.knn_lid(x, x, [3, 5], "literature", 0)
+        torch.library.opcheck(torch.ops.robustfast._knn_lid_cpp.default, (x, x, [3, 5], "literature", 0))
+        dist, idx, _, _ = torch.ops.robustfast._knn_lid_cpp(x, x, [3, 5], "literature", 0)
         grad = torch.rand(dist.shape, generator=torch.Generator().manual_seed(0)).to(device)
         for reference_grad in (True, False):
-            torch.library.opcheck(torch.ops.robustfast.knn_lid_backward.default,
+            torch.library.opcheck(torch.ops.robustfast._knn_lid_backward_cpp.default,
                                   (x, x, dist, idx, grad, reference_grad))
         return
     # the Triton interpreter reads data pointers, which the AOT-dispatch check's tensors lack
     utils = ("test_schema", "test_autograd_registration", "test_faketensor")
     if device.type == "cuda":
         utils += ("test_aot_dispatch_dynamic",)
-    torch.library.opcheck(torch.ops.robustfast.knn_lid_triton.default, (x, x, [3, 5], "literature", 0),
+    torch.library.opcheck(torch.ops.robustfast._knn_lid_triton.default, (x, x, [3, 5], "literature", 0),
                           test_utils=utils)
 
 
