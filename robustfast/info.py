@@ -1,4 +1,5 @@
-"""What `robustfast info` prints: versions, devices, and which backends are built and usable."""
+"""What `robustfast info` prints: versions, devices, and, from the op registry, each op's backends (declared,
+and usable on each device here)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ import platform
 
 import torch
 
+import robustfast.ops  # noqa: F401  (registers the ops)
 from robustfast import __version__, _backend
 from robustfast._util.device import device_name
 
@@ -26,4 +28,7 @@ def report() -> list[tuple[str, str]]:
     for device in devices:
         usable = ", ".join(_backend.available(device))
         rows.append((f"device {device}", f"{device_name(device)}; backends: {usable}"))
+    for name, op in sorted(_backend.OPS.items()):
+        usable = "; ".join(f"{d.type}: {', '.join(_backend.available_for(op, d))}" for d in devices[:2])
+        rows.append((f"op {name}", f"backends {', '.join(op.kernels)} | usable here: {usable}"))
     return rows
