@@ -149,6 +149,7 @@ class Op:
     dtypes: tuple[torch.dtype, ...] = ()
     call: Callable | None = None
     _built: dict = dataclasses.field(default_factory=dict)
+    chosen: dict = dataclasses.field(default_factory=dict)  # choose()'s answers, by what they depend on
 
     def kernel_op(self, backend: str):
         """The torch op of one kernel backend: robustfast::_name_backend."""
@@ -245,6 +246,16 @@ def choose(op: Op | str, device: torch.device) -> str:
     """The backend that serves `op` for a tensor on `device`: the forced one, or the first `auto` can use."""
     op = OPS[op] if isinstance(op, str) else op
     want = requested()
+    if device.type == "cpu" and (want == "triton" or "triton" in op.auto.get("cpu", ())):
+        return _choose(op, want, device)  # depends on TRITON_INTERPRET too: not cached
+    key = (want, device.type, _extension())  # everything else the answer depends on
+    backend = op.chosen.get(key)
+    if backend is None:
+        backend = op.chosen[key] = _choose(op, want, device)
+    return backend
+
+
+def _choose(op: Op, want: str, device: torch.device) -> str:
     if want == "auto":
         return next((b for b in op.auto.get(device.type, ()) if why_not_op(op, b, device) is None), "reference")
     if want not in op.kernels:

@@ -1,6 +1,8 @@
 """Every registered op × every backend available here × the sample inputs and dtypes the op declares, against its
 reference (flash-attention's rule: error vs float64 at most 2× plain torch's in the same dtype, plus a floor), and
 torch.library.opcheck on every op, public and per kernel, Triton through the interpreter."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -107,3 +109,31 @@ def test_without_the_extension_the_ops_still_run(monkeypatch):
 def test_forcing_a_backend_an_op_lacks_raises():
     with robustfast.use_backend("cuda"), pytest.raises(robustfast.BackendUnavailable, match="no 'cuda' backend"):
         _backend.choose("robust_loss", torch.device("cpu"))
+
+
+def test_public_ops_compile_into_one_graph():
+    """The fakes and the autograd registration let torch.compile capture an op and its backward without a break."""
+    op = _backend.OPS["robust_loss"]
+    logits, *rest = op.samples(torch.device("cpu"), torch.float32)[1]
+    logits = logits.clone().requires_grad_(True)
+    compiled = torch.compile(lambda z: op.call(z, *rest).sum(), backend="aot_eager", fullgraph=True)
+    compiled(logits).backward()
+    expected = torch.autograd.grad(op.call(logits, *rest).sum(), logits)[0]
+    assert torch.equal(logits.grad, expected)
+    step = _backend.OPS["pgd_step"]
+    args = step.samples(torch.device("cpu"), torch.float32)[0]
+    assert torch.equal(torch.compile(step.call, backend="aot_eager", fullgraph=True)(*args), step.call(*args))
+
+
+def test_every_native_kernel_op_is_registered_by_a_source_file():
+    """Each native kernel op has a TORCH_LIBRARY_IMPL in csrc (read from the sources, so the CUDA ones are checked
+    on machines that do not build them), and csrc defines no schema of its own."""
+    csrc = Path(__file__).resolve().parents[2] / "csrc"
+    sources = {p.relative_to(csrc).as_posix(): p.read_text() for p in csrc.rglob("*") if p.suffix in (".cpp", ".cu")}
+    key = {"cpp": "CPU", "cuda": "CUDA"}
+    for op in _backend.OPS.values():
+        for backend in set(op.kernels) & set(_backend.NATIVE):
+            impl, block = f'm.impl("_{op.name}_{backend}"', f"TORCH_LIBRARY_IMPL(robustfast, {key[backend]}"
+            files = [f for f, text in sources.items() if impl in text and block in text]
+            assert files, f"no csrc file registers robustfast::_{op.name}_{backend} on the {key[backend]} key"
+    assert not any("TORCH_LIBRARY(" in text for text in sources.values()), "schemas are defined in Python only"
