@@ -11,6 +11,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
+from robustfast.kernels.common import clamp
+
 from robustfast.reference.apply_triggers import value_range
 
 BLOCK_PIXELS = 256
@@ -34,7 +36,7 @@ def _stages(x_ptr, lut_ptr, colour_ptr, weight_ptr, pattern_ptr, add_ptr, img_ba
     y = tl.load(x_ptr + img_base + chans[None, :] * stride_c + p[:, None] * stride_p, mask=mask, other=0).to(w.dtype)
     if (flags & _LUT) != 0:
         pos = y * lut_scale
-        i0 = tl.minimum(tl.maximum(tl.floor(pos), 0.0), L - 2.0)
+        i0 = clamp(tl.floor(pos), 0.0, L - 2.0)
         frac = pos - i0
         l_off = tid.to(tl.int64) * C * L + chans[None, :] * L + i0.to(tl.int64)
         lo = tl.load(lut_ptr + l_off, mask=mask, other=0.0)
@@ -48,7 +50,7 @@ def _stages(x_ptr, lut_ptr, colour_ptr, weight_ptr, pattern_ptr, add_ptr, img_ba
             m = tl.load(colour_ptr + c_base + chans * (C + 1) + j, mask=chans < C, other=0.0)
             acc += col[:, None] * m[None, :]
         bias = tl.load(colour_ptr + c_base + chans * (C + 1) + C, mask=chans < C, other=0.0)
-        y = tl.minimum(tl.maximum(acc + bias[None, :], 0.0), hi)
+        y = clamp(acc + bias[None, :], 0.0, hi)
     if (flags & _BLEND) != 0:
         pat = tl.load(pattern_ptr + prow.to(tl.int64) * C * HW + chans[None, :] * HW + p[:, None], mask=mask,
                       other=0.0)
@@ -58,7 +60,7 @@ def _stages(x_ptr, lut_ptr, colour_ptr, weight_ptr, pattern_ptr, add_ptr, img_ba
         if (flags & _WRAP) != 0:
             y = y - 256.0 * tl.floor(y / 256.0)
         elif (flags & _MINMAX) == 0:
-            y = tl.minimum(tl.maximum(y, 0.0), hi)
+            y = clamp(y, 0.0, hi)
     return y
 
 
@@ -103,7 +105,7 @@ def _apply_triggers_kernel(x_ptr, out_ptr, ids_ptr, flags_ptr, lut_ptr, colour_p
                         p, chans, mask, C, HW, L, stride_c, stride_p, hi, lut_scale)
             if minmax:
                 y = tl.where(span > 0, (y - lo) * (hi / tl.where(span > 0, span, 1.0)), 0.0)
-            y = tl.minimum(tl.maximum(y, 0.0), hi)
+            y = clamp(y, 0.0, hi)
             off = img_base + chans[None, :] * stride_c + p[:, None] * stride_p
             if IS_UINT8:
                 y = tl.floor(y + tl.where((flags & _TRUNCATE) != 0, 0.0, 0.5))

@@ -9,6 +9,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
+from robustfast.kernels.common import clamp
+
 GRAD_NORM_EPS = 1e-10
 LINF_BLOCK = 1024
 L2_MAX_BLOCK = 4096
@@ -33,8 +35,8 @@ def _pgd_linf_kernel(x_ptr, g_ptr, x0_ptr, active_ptr, alpha_ptr, eps_ptr, out_p
     x = x_raw.to(alpha.dtype)
     g = tl.load(g_ptr + base + offs, mask=mask).to(alpha.dtype)
     x0 = tl.load(x0_ptr + base + offs, mask=mask).to(alpha.dtype)
-    delta = tl.minimum(tl.maximum(x + alpha * _sign(g) - x0, -eps), eps)
-    out = tl.minimum(tl.maximum(x0 + delta, lower), upper)
+    delta = clamp(x + alpha * _sign(g) - x0, -eps, eps)
+    out = clamp(x0 + delta, lower, upper)
     out = tl.where(active, out.to(x_raw.dtype), x_raw)
     tl.store(out_ptr + base + offs, out, mask=mask)
 
@@ -74,7 +76,7 @@ def _pgd_l2_kernel(x_ptr, g_ptr, x0_ptr, active_ptr, alpha_ptr, eps_ptr, out_ptr
         g = tl.load(g_ptr + base + start + cols, mask=mask).to(alpha.dtype)
         x0 = tl.load(x0_ptr + base + start + cols, mask=mask).to(alpha.dtype)
         delta = (x + scale * g - x0) * factor
-        out = tl.minimum(tl.maximum(x0 + delta, lower), upper)
+        out = clamp(x0 + delta, lower, upper)
         out = tl.where(active, out.to(x_raw.dtype), x_raw)
         tl.store(out_ptr + base + start + cols, out, mask=mask)
 
