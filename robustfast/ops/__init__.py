@@ -1,4 +1,5 @@
-"""Fused ops: each validates its inputs once, picks a backend through robustfast._backend, and runs."""
+"""Fused ops: each module registers its op with robustfast._backend.register_op when imported (this list is the
+index: one line per op) and exposes a function that validates its inputs once and calls the op."""
 from robustfast.ops.apply_triggers import apply_triggers
 from robustfast.ops.knn_lid import KnnLid, knn_lid
 from robustfast.ops.pgd_step import pgd_random_init, pgd_step
