@@ -176,7 +176,8 @@ def register_op(name: str, schema: str, *, reference: Callable, fake: Callable, 
     outputs (torch.compile). triton: "module:function" of the Triton launcher, imported on first call. native:
     the backends of `NATIVE` whose kernels csrc registers for robustfast::_name_<backend>. auto: device type ->
     backends `auto` tries in order (default DEFAULT_AUTO, restricted to the op's kernels). backward and
-    setup_context: as for torch.library.register_autograd; ctx.backend holds the backend of the forward.
+    setup_context: as for torch.library.register_autograd; ctx.backend holds the forward's backend, and a backward
+    op is called under use_backend(backward_backend(ctx.backend, its name)).
     """
     extension()  # load robustfast._C first, so that its kernel registrations exist before any lookup
     qualname = f"robustfast::{name}"
@@ -194,8 +195,8 @@ def register_op(name: str, schema: str, *, reference: Callable, fake: Callable, 
     _LIB.impl(name, functools.partial(dispatch, op), "CompositeExplicitAutograd")
     torch.library.register_fake(qualname, fake, lib=_LIB)
     if backward is not None:
-        torch.library.register_autograd(qualname, _on_forward_backend(op, backward),
-                                        setup_context=_remember_backend(op, setup_context), lib=_LIB)
+        torch.library.register_autograd(qualname, backward, setup_context=_remember_backend(op, setup_context),
+                                        lib=_LIB)
     op.call = getattr(torch.ops.robustfast, name).default
     OPS[name] = op
     return op
@@ -217,14 +218,6 @@ def _remember_backend(op: Op, setup_context: Callable | None):
             setup_context(ctx, inputs, output)
 
     return setup
-
-
-def _on_forward_backend(op: Op, backward: Callable):
-    def run(ctx, *grads):
-        with use_backend(ctx.backend):
-            return backward(ctx, *grads)
-
-    return run
 
 
 def backward_backend(forward_backend: str, backward_op: str) -> str:
