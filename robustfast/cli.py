@@ -125,7 +125,7 @@ def ldreg(
     """SSL on digits with and without LDReg, same seed: linear-probe accuracy and gmean LID of each."""
     from robustfast._util.tables import table
     from robustfast.data import digits
-    from robustfast.training.ssl import run
+    from robustfast.lid.ssl import run
 
     train, test = digits("train", size=size, channels=3), digits("test", size=size, channels=3)
     rows = [run(train, test, method=method, beta=b, k=k, epochs=epochs, batch_size=batch_size, width=width, lr=3e-3,

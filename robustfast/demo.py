@@ -27,7 +27,7 @@ from robustfast._util.tables import median_seconds, table
 from robustfast.data import digits, loader
 from robustfast.lid.demo import run_section as lid_section
 from robustfast.models import WideResNet, save_model
-from robustfast.reference.pgd_attack import pgd_attack
+from robustfast.attacks.published import pgd_attack
 from robustfast.training import evaluate, train_classifier
 from robustfast.unlearnable.demo import section as unlearnable_section
 

@@ -19,7 +19,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from robustfast.lid import LDReg, gmean, lid
+from robustfast.lid.estimate import gmean, lid
+from robustfast.lid.ldreg import LDReg
 from robustfast.models import SmallCNN
 
 METHODS = ("simclr", "byol")
