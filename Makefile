@@ -2,11 +2,14 @@
 # and robustfast with its extension, then run. Nothing here downloads a CUDA torch on a CPU machine.
 PYTHON ?= python3
 VENV ?= .venv
-TORCH ?= torch==2.13.0
+# Pinned versions live in constraints.txt alone; every install below is constrained by it.
+CONSTRAINTS ?= constraints.txt
+TORCH ?= torch
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+PIP_INSTALL := $(PIP) install -q -c $(CONSTRAINTS)
 STAMP := $(VENV)/.installed
-SOURCES := $(wildcard setup.py pyproject.toml csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.cpp)
+SOURCES := $(wildcard setup.py pyproject.toml constraints.txt csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.cpp)
 
 LLM_STAMP := $(VENV)/.llm-installed
 
@@ -16,28 +19,28 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) $(SOURCES)
-	$(PIP) install -q "$(TORCH)" "setuptools>=69" wheel pybind11 ninja
-	$(PIP) install -q --no-build-isolation -e ".[dev]"
+	$(PIP_INSTALL) "$(TORCH)" "setuptools>=69" wheel pybind11 ninja
+	$(PIP_INSTALL) --no-build-isolation -e ".[dev,plot]"
 	touch $@
 
 install: $(STAMP)
 
 # The outside tools benchmarks and parity tests compare with. torchattacks pins an old requests: no deps.
 torchattacks: $(STAMP)
-	$(PIP) install -q scipy && $(PIP) install -q --no-deps torchattacks==3.5.1
+	$(PIP_INSTALL) scipy && $(PIP_INSTALL) --no-deps torchattacks
 
-# The llm extra, pinned. deepspeed is an sdist whose setup.py imports torch: --no-build-isolation keeps it on the
-# torch installed above (an isolated build would pull a multi-GB CUDA torch); DS_BUILD_OPS=0 compiles no ops.
+# The llm extra (pinned in constraints.txt). deepspeed is an sdist whose setup.py imports torch: --no-build-isolation
+# keeps it on the torch installed above (an isolated build would pull a multi-GB CUDA torch); DS_BUILD_OPS=0
+# compiles no ops.
 $(LLM_STAMP): $(STAMP)
-	$(PIP) install -q "$(TORCH)" transformers==5.23.0 tokenizers==0.23.3 peft==0.21.2 bitsandbytes==0.50.2 \
-		accelerate==1.15.0 pyyaml==6.0.3
-	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation deepspeed==0.19.8
+	$(PIP_INSTALL) "$(TORCH)" transformers tokenizers peft bitsandbytes accelerate pyyaml
+	DS_BUILD_OPS=0 $(PIP_INSTALL) --no-build-isolation deepspeed
 	touch $@
 
 llm: $(LLM_STAMP)
 
 peers: torchattacks
-	$(PIP) install -q adversarial-robustness-toolbox
+	$(PIP_INSTALL) adversarial-robustness-toolbox
 
 demo: $(STAMP)
 	$(VENV)/bin/robustfast demo
@@ -51,8 +54,10 @@ test-all: $(STAMP) peers llm
 bench: peers
 	$(VENV)/bin/robustfast bench pgd --fast
 
+# ruff, then the import-layer contracts of pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check robustfast kernels tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf build robustfast/_C*.so robustfast/_build_info.py

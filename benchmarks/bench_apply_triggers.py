@@ -11,7 +11,7 @@ import robustfast
 from robustfast import _backend
 from robustfast.backdoor import make_trigger
 from robustfast.backdoor.stack import pixel_table
-from robustfast.bench.triggers import PIXEL_TRIGGERS, _batch
+from robustfast.bench.triggers import PIXEL_TRIGGERS, mixed_batch
 from robustfast.ops import apply_triggers
 from robustfast.reference.apply_triggers import compute_dtype, value_range
 
@@ -25,7 +25,7 @@ N, SIZE = 256, 32
 def inputs(request):
     dtype = request.param
     triggers = [make_trigger(name) for name in PIXEL_TRIGGERS]
-    images, ids = _batch(N, SIZE, len(triggers), DEVICE, uint8=dtype == torch.uint8)
+    images, ids = mixed_batch(N, SIZE, len(triggers), DEVICE, uint8=dtype == torch.uint8)
     table = pixel_table(triggers, (3, SIZE, SIZE), value_range(dtype), compute_dtype(dtype), DEVICE)
     table.pop("fresh")
     return images, ids, table

@@ -8,7 +8,7 @@ import torch
 
 from robustfast.attacks import PGD
 from robustfast.models import PreActResNet18
-from robustfast.reference.pgd_attack import pgd_attack
+from robustfast.attacks.published import pgd_attack
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 BATCH = 128 if DEVICE.type == "cuda" else 32

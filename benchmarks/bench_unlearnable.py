@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from robustfast.bench.unlearnable import surrogate, tiled_digits
-from robustfast.reference.unlearnable import error_minimizing_noise_reference
+from robustfast.unlearnable.published import error_minimizing_noise_reference
 from robustfast.unlearnable import error_minimizing_noise
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from robustfast import __version__
+from robustfast._util.atomic import write_json
 from robustfast._util.device import device_name, device_slug
+from robustfast._version import __version__
 
 
 def median_seconds(fn, device: torch.device, repeats: int, warmup: int = 1) -> tuple[float, object]:
@@ -45,10 +45,7 @@ def save(rows: list[dict], device: torch.device, suite: str, results: str) -> Pa
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "rows": rows,
     })
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(runs, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, runs, newline=True)
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from robustfast.backdoor.stack import apply_stacked
 from robustfast.reference.apply_triggers import TRUNCATE
 
 
@@ -111,8 +112,6 @@ class Trigger:
 
         Fresh per-image randomness (blend noise, WaNet fields) comes from `generator`, by default one seeded
         with the trigger's seed, so a call is reproducible."""
-        from robustfast.backdoor.stack import apply_stacked
-
         n = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() > 0 else 0
         ids = torch.zeros(n, dtype=torch.long, device=images.device if n else None)
         return apply_stacked(images, ids, [self], generator)

@@ -3,6 +3,7 @@ train a small CNN on it, print clean accuracy, the ASR of every trigger and the 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from robustfast.backdoor.evaluate import BackdoorReport, evaluate
 from robustfast.backdoor.iad import InputAware
@@ -79,8 +80,9 @@ def run(triggers=DEMO_TRIGGERS, rate: float = 0.1, label_mode: str = "all2random
     return report
 
 
-def section(device: str, quick: bool = False) -> dict:
+def section(device: str = "auto", out: str | Path = "runs/demo", *, epochs: int = 8, quick: bool = False) -> dict:
     """The backdoor section of `robustfast demo` (quick: one epoch, a check that it runs); returns the clean
-    accuracy and each trigger's ASR."""
-    report = run(epochs=1 if quick else 10, device=device)
+    accuracy and each trigger's ASR. Writes nothing under `out`; `epochs` is the attack section's."""
+    print("\nbackdoors: BadNets, Blend, SIG and Trojan each poison 10% of the digits, each toward its own class")
+    report = run(epochs=1 if quick else 10, device=str(device))
     return {"clean": report.clean_acc, "asr": dict(zip(report.names, report.asr, strict=True))}

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from robustfast.backdoor.poison import _check_common, _stream_seed, as_triggers, trigger_targets
+from robustfast._util.seeds import stream_seed
+from robustfast.backdoor.poison import _check_common, as_triggers, trigger_targets
 from robustfast.backdoor.stack import apply_stacked
 from robustfast._util.tables import table
 
@@ -80,7 +81,7 @@ def evaluate(model: nn.Module, clean_test, triggers, target: int = 0, label_mode
         want[rows] = (want[rows] + 1) % num_classes if t is None else t
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    gen = torch.Generator().manual_seed(_stream_seed(seed, 3))
+    gen = torch.Generator().manual_seed(stream_seed(seed, 3))
     counts = torch.zeros((len(trigs) + 1) * num_classes, dtype=torch.long, device=device)
     hits = torch.zeros(len(trigs) + 1, dtype=torch.long, device=device)
     was_training = model.training

@@ -18,23 +18,19 @@ import math
 import numbers
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
+from robustfast._util.atomic import write_json, write_safetensors
 from robustfast._util.checks import check_images
+from robustfast._util.seeds import stream_seed
 from robustfast.backdoor.base import Trigger
 from robustfast.backdoor.stack import apply_stacked
 from robustfast.backdoor.triggers import Hybrid, make_trigger
 
 LABEL_MODES = ("all2one", "all2all", "all2random", "clean-label")
 MULTI_MODES = ("parallel", "sequential", "hybrid")
-
-
-def _stream_seed(seed: int, stream: int) -> int:
-    """Independent seeds for the index draws, the trigger randomness and the all2random permutation."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
 def as_triggers(triggers, seed: int = 0) -> list[Trigger]:
@@ -51,7 +47,7 @@ def trigger_targets(count: int, target: int, label_mode: str, num_classes: int, 
     if label_mode == "all2all":
         return [None] * count
     if label_mode == "all2random":
-        perm = torch.randperm(num_classes, generator=torch.Generator().manual_seed(_stream_seed(seed, 2)))
+        perm = torch.randperm(num_classes, generator=torch.Generator().manual_seed(stream_seed(seed, 2)))
         return [int(perm[k % num_classes]) for k in range(count)]
     return [int(target)] * count
 
@@ -106,8 +102,8 @@ class PoisonedDataset(TensorDataset):
         side = {"config": self.config, "targets": self.targets, "triggers": [t.config() for t in self.triggers],
                 "slices": len(self.slices)}
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
-        path.with_suffix(".json").write_text(json.dumps(side, indent=1))
+        write_safetensors(path, tensors)
+        write_json(path.with_suffix(".json"), side)
 
     @classmethod
     def load(cls, path) -> PoisonedDataset:
@@ -182,9 +178,9 @@ def poison(images: torch.Tensor, labels: torch.Tensor, triggers, rate: float, ta
         pool = (~torch.isin(labels.cpu(), torch.tensor(sorted(set(targets))))).nonzero().flatten()
     else:
         pool = torch.arange(n)
-    slices = _slices(pool, len(trigs), nb, multi, overlap, torch.Generator().manual_seed(_stream_seed(seed, 0)))
+    slices = _slices(pool, len(trigs), nb, multi, overlap, torch.Generator().manual_seed(stream_seed(seed, 0)))
 
-    trigger_gen = torch.Generator().manual_seed(_stream_seed(seed, 1))
+    trigger_gen = torch.Generator().manual_seed(stream_seed(seed, 1))
     new_images, new_labels = images.clone(), labels.clone()
     ids = torch.full((n,), -1, dtype=torch.long)
     applied = torch.zeros(n, len(trigs), dtype=torch.bool)
@@ -217,7 +213,7 @@ def poison_test(images: torch.Tensor, labels: torch.Tensor, triggers, target: in
     num_classes = _check_common(images, labels, None, target, label_mode, num_classes)
     trigs = as_triggers(triggers, seed)
     targets = trigger_targets(len(trigs), target, label_mode, num_classes, seed)
-    gen = torch.Generator().manual_seed(_stream_seed(seed, 3))
+    gen = torch.Generator().manual_seed(stream_seed(seed, 3))
     sets = []
     for k, trig in enumerate(trigs):
         keep = torch.ones_like(labels, dtype=torch.bool) if targets[k] is None else labels != targets[k]

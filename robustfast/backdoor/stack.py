@@ -6,11 +6,15 @@ robustfast.ops.apply_triggers, parameterised by the triggers' stacked tensors.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from robustfast.backdoor.base import Trigger
 from robustfast.ops.apply_triggers import LUT_NODES, apply_triggers, identity_colour, identity_lut
 from robustfast.reference.apply_triggers import compute_dtype, value_range
+
+if TYPE_CHECKING:  # stack works on any object with the Trigger interface; base imports stack at run time
+    from robustfast.backdoor.base import Trigger
 
 
 def _as_nchw_float(rows: torch.Tensor, uint8: bool) -> torch.Tensor:

@@ -46,7 +46,7 @@ def loss_rows(device: torch.device, batch: int, classes, repeats: int) -> list[d
 
 
 def accuracy_rows(rates, epochs: int, device: torch.device) -> list[dict]:
-    from robustfast.noisy import run as noisy_run
+    from robustfast.losses.noisy import run as noisy_run
 
     rows = []
     for rate in rates:

@@ -16,7 +16,7 @@ from robustfast._util.device import resolve_device
 from robustfast._util.tables import median_seconds, save, table
 from robustfast.models import PreActResNet18
 from robustfast.ops import pgd_step
-from robustfast.reference.pgd_attack import pgd_attack
+from robustfast.attacks.published import pgd_attack
 
 EPS, ALPHA = 8 / 255, 2 / 255
 

@@ -26,7 +26,7 @@ PIXEL_TRIGGERS = ("onepixel", "badnets", "fourcorner", "blend", "sig", "trojan",
 ALL_TRIGGERS = (*PIXEL_TRIGGERS, "wanet", "iad")
 
 
-def _batch(n: int, size: int, count: int, device: torch.device, uint8: bool):
+def mixed_batch(n: int, size: int, count: int, device: torch.device, uint8: bool):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 3, size, size, generator=g)
     ids = torch.randint(-1, count, (n,), generator=g)
@@ -52,7 +52,7 @@ def op_rows(device: torch.device, n: int, size: int, repeats: int) -> list[dict]
                 and not (b == "triton" and device.type == "cpu")]
     rows = []
     for uint8 in (False, True):
-        images, ids = _batch(n, size, len(triggers), device, uint8)
+        images, ids = mixed_batch(n, size, len(triggers), device, uint8)
         dtype = torch.uint8 if uint8 else torch.float32
         tab = pixel_table(triggers, (3, size, size), reference.value_range(dtype), reference.compute_dtype(dtype),
                           device)
@@ -82,7 +82,7 @@ def _per_image_apply(images, ids, triggers, generator):
 
 def zoo_rows(device: torch.device, n: int, size: int, repeats: int) -> list[dict]:
     triggers = [make_trigger(name) for name in ALL_TRIGGERS]
-    images, ids = _batch(n, size, len(triggers), device, uint8=False)
+    images, ids = mixed_batch(n, size, len(triggers), device, uint8=False)
     gen = torch.Generator().manual_seed(0)
     base, _ = median_seconds(functools.partial(_per_image_apply, images, ids, triggers, gen), device,
                              max(1, repeats // 2))

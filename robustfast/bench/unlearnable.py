@@ -1,5 +1,5 @@
 """`robustfast bench unlearnable`: the error-minimizing noise search, robustfast against the loop written the
-published way (robustfast.reference.unlearnable), same surrogate initialisation, data and settings, run to the
+published way (robustfast.unlearnable.published), same surrogate initialisation, data and settings, run to the
 stop test or the round cap: rounds/s, total time and their ratios. On a GPU with bf16, a row with bf16 autocast
 is added.
 
@@ -19,7 +19,7 @@ from robustfast._util.device import resolve_device
 from robustfast._util.tables import save, table
 from robustfast.data import digits
 from robustfast.models import ResNet18, SmallCNN
-from robustfast.reference.unlearnable import error_minimizing_noise_reference
+from robustfast.unlearnable.published import error_minimizing_noise_reference
 from robustfast.unlearnable import error_minimizing_noise
 
 MODELS = ("smallcnn", "resnet18")

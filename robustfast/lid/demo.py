@@ -6,17 +6,14 @@ from pathlib import Path
 
 import torch
 
+from robustfast._util.plot import pyplot
 from robustfast.data import digits
 from robustfast.lid.estimate import gmean, lid, log_var
 
 
 def histogram(lids: dict[str, torch.Tensor], path: Path, k: int) -> Path:
-    """One PNG with a histogram of per-sample LID per named set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One PNG with a histogram of per-sample LID per named set (needs the `plot` extra)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     for name, values in lids.items():
         ax.hist(values.cpu().numpy(), bins=40, alpha=0.6, label=f"{name} (gmean {gmean(values).item():.1f})")
@@ -30,9 +27,12 @@ def histogram(lids: dict[str, torch.Tensor], path: Path, k: int) -> Path:
     return path
 
 
-def run_section(out: str | Path, k: int = 20, seed: int = 0) -> dict:
+def section(device: str = "auto", out: str | Path = "runs/demo", *, epochs: int = 8, quick: bool = False,
+            k: int = 20, seed: int = 0) -> dict:
     """LID of every digit image (8×8 pixels, 64-D) among all of them, beside as many Gaussian points in 64-D;
-    writes <out>/lid_histogram.png and returns the summaries."""
+    writes <out>/lid_histogram.png and returns the summaries. The points are on the CPU (device, epochs and
+    quick do not change this section)."""
+    print(f"\nintrinsic dimensionality: per-sample LID (MLE, k = {k})")
     images = torch.cat([digits(split).tensors[0] for split in ("train", "test")]).flatten(1)
     g = torch.Generator().manual_seed(seed)
     gaussian = torch.randn(images.shape, generator=g)

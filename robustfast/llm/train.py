@@ -7,15 +7,16 @@ so a resumed run continues exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from robustfast._util.atomic import write_json
+from robustfast._util.schedules import step_lr_factor
+from robustfast._util.seeds import stream_generator
 from robustfast.llm import checkpoint, distributed
 from robustfast.llm.adapters import add_lora, is_4bit, save_adapter
 from robustfast.llm.config import TrainConfig, deepspeed_config
@@ -29,17 +30,6 @@ RESUME_KEYS = ("finetuning", "lora_r", "lora_alpha", "micro_batch_size", "gradie
                "learning_rate", "lr_schedule", "warmup_ratio", "seed", "cutoff_len", "deepspeed", "precision")
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the learning rate at optimizer step `step` (0-based): linear warm-up from 0 over `warmup`
-    steps, then cosine or linear decay to 0 at `total`, or constant (the Hugging Face schedules)."""
-    if step < warmup:
-        return step / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else max(0.0, 1 - progress)
-
-
 def step_batches(encoded: list, step: int, config: TrainConfig, rank: int, world: int) -> list[list[int]]:
     """Example indices of this rank's micro-batches at optimizer step `step`: each epoch is a fresh shuffle
     (a function of seed and epoch), cut into steps of micro_batch_size × accumulation × world examples."""
@@ -47,8 +37,7 @@ def step_batches(encoded: list, step: int, config: TrainConfig, rank: int, world
     per_step = per_rank * world
     steps_per_epoch = len(encoded) // per_step
     epoch, j = divmod(step, steps_per_epoch)
-    seed = int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0])
-    order = torch.randperm(len(encoded), generator=torch.Generator().manual_seed(seed)).tolist()
+    order = torch.randperm(len(encoded), generator=stream_generator(config.seed, epoch)).tolist()
     mine = order[j * per_step + rank * per_rank:j * per_step + (rank + 1) * per_rank]
     return [mine[i:i + config.micro_batch_size] for i in range(0, per_rank, config.micro_batch_size)]
 
@@ -273,7 +262,7 @@ def _train(model, train_files, config: TrainConfig, tokenizer, progress: bool) -
     running, since = torch.zeros(()), 0
     for step in range(start, total):
         for group in runner.base_optimizer.param_groups:
-            group["lr"] = config.learning_rate * lr_factor(step, total, warmup, config.lr_schedule)
+            group["lr"] = config.learning_rate * step_lr_factor(step, total, warmup, config.lr_schedule)
         micro = step_batches(encoded, step, config, rank, world)
         for i, idx in enumerate(micro):
             batch = {k: v.to(device) for k, v in collate([encoded[j] for j in idx], pad).items()}
@@ -285,7 +274,7 @@ def _train(model, train_files, config: TrainConfig, tokenizer, progress: bool) -
         if done % config.logging_steps == 0 or done == total:
             loss = distributed.mean(running.item() / since)
             history.append({"step": done, "loss": loss, "lr": config.learning_rate *
-                            lr_factor(step, total, warmup, config.lr_schedule)})
+                            step_lr_factor(step, total, warmup, config.lr_schedule)})
             bar.set_postfix(loss=f"{loss:.4f}")
             running, since = torch.zeros(()), 0
         if done % config.save_steps == 0 or done == total:
@@ -317,4 +306,4 @@ def _export(runner, tokenizer, config: TrainConfig, out: Path, total: int, histo
     tokenizer.save_pretrained(target)
     log = {"steps": total, "world_size": world, "deepspeed": config.deepspeed, "finetuning": config.finetuning,
            "history": history, "saved": str(target)}
-    (out / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
+    write_json(out / "train_log.json", log, newline=True)

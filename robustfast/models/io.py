@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from robustfast._util.atomic import write_safetensors, write_text
 
 from robustfast.models.normalized import Normalized
 from robustfast.models.resnet import PreActResNet18, ResNet18
@@ -44,20 +45,13 @@ def build(description: dict) -> nn.Module:
     return MODELS[description["class"]](**description["config"])
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_model(model: nn.Module, path) -> None:
     """Write the weights (and buffers) to `path` and the class and config to `path` with suffix .json."""
     path, side = Path(path), sidecar_path(path)
     text = json.dumps(describe(model), indent=1)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda p: save_file(tensors, str(p)))
-    _atomic_write(side, lambda p: p.write_text(text))
+    write_safetensors(path, model.state_dict())
+    write_text(side, text)
 
 
 def load_model(path, device="cpu") -> nn.Module:

@@ -1,5 +1,5 @@
 """Training and evaluation loops and resumable checkpoints."""
 from robustfast.training.checkpoint import load_checkpoint, save_checkpoint
-from robustfast.training.loop import evaluate, lr_factor, train_classifier
+from robustfast.training.loop import evaluate, train_classifier
 
-__all__ = ["evaluate", "load_checkpoint", "lr_factor", "save_checkpoint", "train_classifier"]
+__all__ = ["evaluate", "load_checkpoint", "save_checkpoint", "train_classifier"]

@@ -6,11 +6,12 @@ deletes the previous tensor file; an interruption at any point leaves a consiste
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from robustfast._util.atomic import write_json, write_safetensors
 
 INDEX = "checkpoint.json"
 
@@ -27,12 +28,8 @@ def save_checkpoint(directory, tensors: dict[str, torch.Tensor], state: dict) ->
     old = _read_index(directory)
     serial = old["serial"] + 1 if old else 1
     name = f"checkpoint-{serial:06d}.safetensors"
-    tmp = directory / (name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, directory / name)
-    tmp = directory / (INDEX + ".tmp")
-    tmp.write_text(json.dumps({"serial": serial, "tensors": name, "state": state}, indent=1))
-    os.replace(tmp, directory / INDEX)
+    write_safetensors(directory / name, tensors)
+    write_json(directory / INDEX, {"serial": serial, "tensors": name, "state": state})
     if old and old["tensors"] != name:
         (directory / old["tensors"]).unlink(missing_ok=True)
 

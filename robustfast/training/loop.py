@@ -5,7 +5,6 @@ import math
 import time
 import warnings
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from robustfast._util.checks import is_int, is_real, require
+from robustfast._util.schedules import EPOCH_SCHEDULES, epoch_lr_factor
+from robustfast._util.seeds import stream_generator
 from robustfast.training.checkpoint import (
     load_checkpoint,
     optimizer_from_checkpoint,
@@ -20,21 +21,7 @@ from robustfast.training.checkpoint import (
     save_checkpoint,
 )
 
-SCHEDULES = ("cosine", "step", "constant")
-
-
-def lr_factor(schedule: str, t: float, epochs: int) -> float:
-    """The learning-rate multiplier at fractional epoch t (0 ≤ t < epochs).
-
-    cosine: ½(1 + cos(π t / epochs)), updated every batch; step: ×0.1 from epoch ⌈epochs/2⌉ and again from
-    epoch ⌈3·epochs/4⌉ (0-based, whole epochs); constant: 1.
-    """
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * t / epochs))
-    if schedule == "step":
-        e = math.floor(t)
-        return 0.1 ** ((e >= 0.5 * epochs) + (e >= 0.75 * epochs))
-    return 1.0
+SCHEDULES = EPOCH_SCHEDULES
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -61,8 +48,7 @@ def _batches(data: Dataset, order: torch.Tensor, batch_size: int):
 
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffle of an epoch, a function of (seed, epoch) alone, so a resumed run sees the same order."""
-    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
-    return torch.randperm(n, generator=g)
+    return torch.randperm(n, generator=stream_generator(seed, epoch))
 
 
 def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_size: int = 128,
@@ -80,9 +66,9 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
     is untouched.
     With `checkpoint_dir`, a checkpoint (model, optimizer, epoch, RNG state, history) is written after every
     epoch and a later call with the same directory resumes after the last finished epoch. The lr schedule is a
-    function of the epoch (see `lr_factor`), so it needs no state of its own. `amp` runs forward passes under
-    bf16 autocast; `grad_clip` clips the global gradient norm. `device` defaults to the model's device.
-    The model is left in the train/eval mode it came in.
+    function of the epoch (`robustfast._util.schedules.epoch_lr_factor`), so it needs no state of its own. `amp`
+    runs forward passes under bf16 autocast; `grad_clip` clips the global gradient norm. `device` defaults to the
+    model's device. The model is left in the train/eval mode it came in.
     """
     require("epochs", epochs, is_int(epochs) and epochs >= 1, "an int >= 1")
     require("batch_size", batch_size, is_int(batch_size) and batch_size >= 1, "an int >= 1")
@@ -138,12 +124,12 @@ def _train_epoch(model, opt, data, epoch, epochs, settings, augment, device, pro
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
-    start_lr = settings["lr"] * lr_factor(settings["schedule"], epoch, epochs)
+    start_lr = settings["lr"] * epoch_lr_factor(settings["schedule"], epoch, epochs)
     t0 = time.perf_counter()
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=True)
     for i, (x, y) in enumerate(_batches(data, _epoch_order(settings["n"], settings["seed"], epoch), bs)):
         for g in opt.param_groups:
-            g["lr"] = settings["lr"] * lr_factor(settings["schedule"], epoch + i / steps, epochs)
+            g["lr"] = settings["lr"] * epoch_lr_factor(settings["schedule"], epoch + i / steps, epochs)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if augment is not None:
             x = augment(x)

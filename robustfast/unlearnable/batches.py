@@ -6,15 +6,12 @@ images, labels and the noise store the same way.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
+
+from robustfast._util.seeds import stream_generator
 
 # Stream tags: the θ-phase stream and the noise-update stream draw independent shuffles from one seed.
 THETA, NOISE = 0, 1
-
-
-def _generator(seed: int, *tags: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *tags]).generate_state(1)[0]))
 
 
 def stratified_subset(labels: torch.Tensor, fraction: float, num_classes: int, seed: int) -> torch.Tensor:
@@ -24,7 +21,7 @@ def stratified_subset(labels: torch.Tensor, fraction: float, num_classes: int, s
     picked = []
     for c in range(num_classes):
         idx = torch.nonzero(labels == c).flatten()
-        order = torch.randperm(len(idx), generator=_generator(seed, 2, c))
+        order = torch.randperm(len(idx), generator=stream_generator(seed, 2, c))
         picked.append(idx[order[:round(fraction * len(idx))]])
     return torch.sort(torch.cat(picked)).values
 
@@ -59,7 +56,7 @@ class BatchCycle:
         else:
             order = self.indices
             if self.shuffle:
-                order = order[torch.randperm(self.n, generator=_generator(self.seed, self.stream, e))]
+                order = order[torch.randperm(self.n, generator=stream_generator(self.seed, self.stream, e))]
             order = order.to(self.device)
             batches = [order[i * bs:(i + 1) * bs] for i in range(count)]
         self._cached = (e if self.shuffle else 0, batches)

@@ -41,8 +41,10 @@ def run(kind: str = "samplewise", max_rounds: int = 30, out: str = "runs/unlearn
     return figures
 
 
-def section(device: str, out: str, quick: bool = False) -> dict:
-    """The short run of `robustfast demo`: class-wise noise on digits, then clean vs unlearnable victims
-    (`quick`: one round and one-epoch victims, a check that it runs)."""
-    return run(kind="classwise", max_rounds=1 if quick else 10, out=out, epochs=1 if quick else 6, device=device,
-               progress=False)
+def section(device: str = "auto", out: str | Path = "runs/demo", *, epochs: int = 8, quick: bool = False) -> dict:
+    """The short run of `robustfast demo`: class-wise noise on digits written to <out>/unlearnable, then clean vs
+    unlearnable victims (`quick`: one round and one-epoch victims, a check that it runs); `epochs` is the attack
+    section's."""
+    print("\nunlearnable examples: class-wise error-minimizing noise on the digits training set")
+    return run(kind="classwise", max_rounds=1 if quick else 10, out=str(Path(out) / "unlearnable"),
+               epochs=1 if quick else 6, device=str(device), progress=False)

@@ -3,13 +3,13 @@ made). Images are stored as uint8 when they were quantised, else as float32 in [
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
+from robustfast._util.atomic import write_json, write_safetensors
 from robustfast.unlearnable.apply import to_uint8
 
 TENSORS, SIDECAR = "unlearnable.safetensors", "unlearnable.json"
@@ -22,12 +22,8 @@ def save_unlearnable(directory, images: torch.Tensor, labels: torch.Tensor, nois
     directory.mkdir(parents=True, exist_ok=True)
     stored = to_uint8(images) if quantized else images.float()
     tensors = {"images": stored, "labels": labels.long(), "noise": noise.float()}
-    tmp = directory / (TENSORS + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, directory / TENSORS)
-    tmp = directory / (SIDECAR + ".tmp")
-    tmp.write_text(json.dumps({**meta, "images_dtype": str(stored.dtype).removeprefix("torch.")}, indent=1) + "\n")
-    os.replace(tmp, directory / SIDECAR)
+    write_safetensors(directory / TENSORS, tensors)
+    write_json(directory / SIDECAR, {**meta, "images_dtype": str(stored.dtype).removeprefix("torch.")}, newline=True)
     return directory / TENSORS
 
 

@@ -5,7 +5,7 @@ from torch import nn
 
 import robustfast
 from robustfast.attacks import PGD
-from robustfast.reference.pgd_attack import pgd_attack
+from robustfast.attacks.published import pgd_attack
 from tests.conftest import DEVICE_BACKENDS
 
 

@@ -3,7 +3,7 @@ import torch
 from typer.testing import CliRunner
 
 from robustfast.cli import app
-from robustfast.lid.demo import run_section
+from robustfast.lid.demo import section
 
 
 def test_lid_command_prints_the_log_scale_summary(tmp_path):
@@ -20,7 +20,7 @@ def test_lid_command_rejects_unknown_data():
 
 
 def test_demo_section_writes_a_histogram_and_digits_are_lower_dimensional(tmp_path):
-    summary = run_section(tmp_path)
+    summary = section("cpu", tmp_path)
     png = tmp_path / "lid_histogram.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # handwritten digits lie near a low-dimensional set; Gaussian noise in 64-D does not

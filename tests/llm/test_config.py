@@ -4,7 +4,8 @@ import json
 import pytest
 
 from robustfast.llm.config import DEEPSPEED_PRESETS, TrainConfig, deepspeed_config, load_config
-from robustfast.llm.train import _fill_auto, lr_factor
+from robustfast._util.schedules import step_lr_factor as lr_factor
+from robustfast.llm.train import _fill_auto
 
 yaml = pytest.importorskip("yaml", reason="needs the llm extra (make test installs it)")
 

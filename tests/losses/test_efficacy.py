@@ -3,7 +3,7 @@
 The recipe of `robustfast noisy` (40 epochs: at 20, NCE+RCE has not converged and the gap moves with the
 thread count). `robustfast bench losses` shows the ordering at 40% and 80% too.
 """
-from robustfast.noisy import run
+from robustfast.losses.noisy import run
 
 
 def test_nce_rce_beats_cross_entropy_under_60_percent_noise():

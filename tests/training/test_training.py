@@ -7,7 +7,8 @@ import torch
 
 from robustfast.data import digits, synthetic
 from robustfast.models import SmallCNN, WideResNet
-from robustfast.training import evaluate, lr_factor, train_classifier
+from robustfast._util.schedules import epoch_lr_factor as lr_factor
+from robustfast.training import evaluate, train_classifier
 
 
 class Interrupt(Exception):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from robustfast.reference.unlearnable import error_minimizing_noise_reference
+from robustfast.unlearnable.published import error_minimizing_noise_reference
 from robustfast.unlearnable import error_minimizing_noise
 
 from .helpers import TINY, tiny_model

@@ -1,24 +1,9 @@
-"""The textbook PGD loop in plain PyTorch, one restart at a time: the oracle for robustfast.attacks.PGD."""
+"""The textbook PGD loop in plain PyTorch, one restart at a time, as published attack code runs it: the oracle
+for robustfast.attacks.PGD and the baseline of its benchmark."""
 import torch
-import torch.nn.functional as F
 
+from robustfast.attacks.loss import attack_loss
 from robustfast.reference.pgd_step import pgd_random_init, pgd_step
-
-
-def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """z_y − max_{j≠y} z_j per sample."""
-    true = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], float("-inf"))
-    return true - others.max(dim=1).values
-
-
-def attack_loss(logits, labels, loss: str, targeted: bool) -> torch.Tensor:
-    """Per-sample loss the attack ascends."""
-    if loss == "ce":
-        value = F.cross_entropy(logits, labels, reduction="none")
-        return -value if targeted else value
-    value = margin(logits, labels)
-    return value if targeted else -value
 
 
 def pgd_attack(model, images, labels, eps, alpha, steps, norm="Linf", random_start=True, targeted=False,

@@ -1,4 +1,4 @@
-"""`robustfast noisy`: train the same model on digits with noisy labels once per loss and compare test accuracy.
+"""Noisy-label training on digits (`robustfast noisy`): the same model trained once per loss, test accuracy compared.
 
 Each loss takes the α, β, q of the paper's MNIST configs (spec apl_losses.md §2). The optimiser departs from
 the MNIST recipe (lr 0.01, weight decay 1e−2, 50 epochs): digits has 1,438 training images, so a 32-wide CNN
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch.utils.data import TensorDataset
 
+from robustfast._util.device import resolve_device
 from robustfast.data import digits, noisy_labels
 from robustfast.losses import MODULES
 from robustfast.models import SmallCNN
@@ -32,9 +33,10 @@ def digits_loss(kind: str):
 
 
 def run(losses=("ce", "nce+rce"), noise: str = "symmetric", rate: float = 0.6, epochs: int = 40, seed: int = 0,
-        device: str = "cpu", progress: bool = True) -> list[dict]:
-    """One row per loss: {"loss", "noise", "rate", "realised_rate", "test_acc"}."""
+        device: str = "auto", progress: bool = True) -> list[dict]:
+    """One row per loss: {"loss", "noise", "rate", "realised_rate", "test_acc"}; device: cpu, cuda or auto."""
     criteria = {kind: digits_loss(kind) for kind in losses}  # refuse an unknown kind before any training
+    dev = resolve_device(device)
     train, test = digits("train"), digits("test")
     images, labels = train.tensors
     noisy, flipped = noisy_labels(labels, kind=noise, rate=rate, num_classes=10, seed=seed,
@@ -42,7 +44,7 @@ def run(losses=("ce", "nce+rce"), noise: str = "symmetric", rate: float = 0.6, e
     realised = flipped.float().mean().item()
     rows = []
     for kind in losses:
-        model = SmallCNN(num_classes=10, in_channels=1, width=32).to(device)
+        model = SmallCNN(num_classes=10, in_channels=1, width=32).to(dev)
         train_classifier(model, TensorDataset(images, noisy), epochs=epochs, batch_size=64, lr=0.02,
                          weight_decay=5e-4, grad_clip=5.0, seed=seed, loss=criteria[kind], progress=progress)
         rows.append({"loss": kind, "noise": noise, "rate": rate, "realised_rate": realised,

@@ -19,7 +19,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from robustfast.lid import LDReg, gmean, lid
+from robustfast.lid.estimate import gmean, lid
+from robustfast.lid.ldreg import LDReg
 from robustfast.models import SmallCNN
 
 METHODS = ("simclr", "byol")
@@ -190,3 +191,15 @@ def run(train_set: TensorDataset, test_set: TensorDataset, method: str = "simclr
     model, history = train_ssl(train_set, method=method, ldreg=ldreg, **train_kwargs)
     return {"method": method, "beta": beta, **evaluate_ssl(model, train_set, test_set),
             "seconds": time.perf_counter() - t0, "history": history}
+
+
+def digits_comparison(method: str = "simclr", beta: float = 0.1, k: int = 16, epochs: int = 8, size: int = 8,
+                      batch_size: int = 128, width: int = 8, seed: int = 0, device: str = "auto") -> list[dict]:
+    """`robustfast ldreg`: SSL on digits (3×size×size) without and with LDReg(beta), same seed; one row each."""
+    from robustfast._util.device import resolve_device
+    from robustfast.data import digits
+
+    dev = resolve_device(device)
+    train, test = digits("train", size=size, channels=3), digits("test", size=size, channels=3)
+    return [run(train, test, method=method, beta=b, k=k, epochs=epochs, batch_size=batch_size, width=width, lr=3e-3,
+                seed=seed, device=dev) for b in (0.0, beta)]
