@@ -63,7 +63,20 @@ class BadNets(Trigger):
 
 
 class FourCorner(Trigger):
-    """The BadNets checkerboard in all four corners."""
+    """The BadNets checkerboard in all four corners, laid out as in the multi-trigger code: the grid mirrored
+    into each corner so that it faces outwards (its "1, 0, 1" row and column along the image's edges).
+
+    Along each axis the block on the far side (bottom, right) is flush with the edge, rows/columns H − size …
+    H − 1, and the block on the near side (top, left) starts at row/column 1, not 0 (the published code indexes
+    1..3 there), so at 32×32 the four blocks cover rows and columns {1–3, 29–31}, with row 0 and column 0
+    untouched:
+        bottom-right  rows 29–31, cols 29–31  the grid as is (the BadNets trigger)
+        bottom-left   rows 29–31, cols 1–3    mirrored left–right
+        top-right     rows 1–3,   cols 29–31  mirrored top–bottom
+        top-left      rows 1–3,   cols 1–3    mirrored both ways
+    Images need at least size + 1 rows and columns; where blocks overlap (H or W ≤ 2·size) the later one in
+    that order wins, as in the published code.
+    """
 
     name = "fourcorner"
 
@@ -73,10 +86,14 @@ class FourCorner(Trigger):
     def pixels(self, shape):
         _, h, w = shape
         size = self.kwargs["size"]
+        if h < size + 1 or w < size + 1:
+            raise ValueError(f"images of size {h}×{w} are too small for the fourcorner trigger of size {size} "
+                             f"(it needs at least {size + 1}×{size + 1})")
         block = patterns.checker(size)
         weight, pattern = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)
-        for top, left in ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size)):
-            wk, pk = _patch(shape, block, top, left)
+        corners = ((h - size, w - size, ()), (1, 1, (0, 1)), (h - size, 1, (1,)), (1, w - size, (0,)))
+        for top, left, flips in corners:  # the published code's order: bottom-right, top-left, bottom-left, top-right
+            wk, pk = _patch(shape, block.flip(flips) if flips else block, top, left)
             weight, pattern = torch.maximum(weight, wk), torch.where(wk > 0, pk, pattern)
         return Pixels(stages.BLEND, weight=weight, pattern=pattern)
 

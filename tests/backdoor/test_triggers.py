@@ -35,13 +35,30 @@ def test_legacy_cl_is_the_grid_trigger():
     assert torch.equal(make_trigger("cl_legacy").apply(x), make_trigger("grid").apply(x))
 
 
-def test_fourcorner_marks_every_corner():
-    x = images(n=2, size=12)
-    out = make_trigger("fourcorner").apply(x)
-    for rows, cols in ((slice(0, 3), slice(0, 3)), (slice(0, 3), slice(9, 12)), (slice(9, 12), slice(0, 3)),
-                       (slice(9, 12), slice(9, 12))):
-        assert torch.equal(out[:, :, rows, cols], torch.tensor(patterns.CHECKER).float().expand(2, 3, 3, 3))
-    assert torch.equal(out[:, :, 3:9, 3:9], x[:, :, 3:9, 3:9])
+def test_fourcorner_is_the_published_layout():
+    """The multi-trigger code's _fourCornerTrigger, pixel by pixel at 32×32 (img[row][col] = v, transcribed):
+    the grid faces outwards in each corner, flush at the bottom/right edges and from row/column 1 at the top/left."""
+    ones = {  # (row, col) set to 255 in every channel
+        (31, 31), (31, 29), (30, 30), (29, 31),       # bottom-right: rows 29-31 = 0 0 1 / 0 1 0 / 1 0 1
+        (1, 1), (1, 3), (2, 2), (3, 1),               # top-left:     rows 1-3  = 1 0 1 / 0 1 0 / 1 0 0
+        (31, 1), (31, 3), (30, 2), (29, 1),           # bottom-left:  rows 29-31 = 1 0 0 / 0 1 0 / 1 0 1
+        (1, 31), (1, 29), (2, 30), (3, 31),           # top-right:    rows 1-3  = 1 0 1 / 0 1 0 / 0 0 1
+    }
+    blocks = [(r, c) for rs in (range(1, 4), range(29, 32)) for cs in (range(1, 4), range(29, 32))
+              for r in rs for c in cs]
+    x = images(n=2, size=32, seed=11)
+    for out in (make_trigger("fourcorner").apply(x), make_trigger("fourcorner").apply(as_uint8(x))):
+        out = out if out.dtype != torch.uint8 else out.permute(0, 3, 1, 2).float() / 255
+        for r, c in blocks:
+            assert torch.equal(out[:, :, r, c], torch.full((2, 3), float((r, c) in ones))), (r, c)
+        untouched = torch.ones(32, 32, dtype=torch.bool)
+        untouched[[r for r, _ in blocks], [c for _, c in blocks]] = False
+        assert torch.allclose(out[:, :, untouched], x[:, :, untouched], atol=0.5 / 255 + 1e-6)  # uint8: rounding
+    assert untouched[0].all() and untouched[:, 0].all()  # row 0 and column 0 are never written
+    # the bottom-right block is the BadNets grid
+    assert torch.equal(make_trigger("fourcorner").apply(x)[:, :, 29:, 29:], BadNets().apply(x)[:, :, 29:, 29:])
+    with pytest.raises(ValueError, match="too small"):
+        make_trigger("fourcorner").apply(images(n=1, size=3))
 
 
 @pytest.mark.parametrize("name", ["blend", "sig"])
