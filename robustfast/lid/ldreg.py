@@ -5,6 +5,10 @@ The regulariser pushes up each sample's LID, estimated by the method of moments 
     l1          −β·mean_i ln LID_i                          (paper, Eq. 3)
     l2          −β·(mean_i (ln LID_i)²)^{1/2}               (paper, Eq. 3)
     ldreg-code  −β·mean_i |ln LID_i|                        (the reference code, both of its options)
+The paper's forms use the literature method of moments, LID = μ/(r_k − μ) with μ the mean of the k nearest
+distances. "ldreg-code" is the reference code's regulariser throughout, estimator included: its `lid_mom_est`
+averages the k − 1 nearest non-self distances, LID = m/(r_k − m), m = mean(r_1 … r_{k−1}) (knn_lid's
+form="ldreg"; at k = 16 the two estimates differ by about 7 %).
 With torch.distributed initialised, the reference is the features gathered from every rank (detached); each
 local feature's own row in it is excluded by index.
 """
@@ -48,7 +52,8 @@ class LDReg(nn.Module):
         self.beta, self.k, self.form = float(beta), k, form
 
     def log_lid(self, features: torch.Tensor, reference: torch.Tensor | None = None, offset: int = 0):
-        """ln LID (B,) of each feature row, method of moments, against the detached reference.
+        """ln LID (B,) of each feature row, method of moments (the code's k − 1 mean for form="ldreg-code"),
+        against the detached reference.
 
         reference: the local reference set (default: the features); `features` are its rows offset … offset + B − 1.
         It is gathered across ranks when torch.distributed is initialised.
@@ -56,7 +61,8 @@ class LDReg(nn.Module):
         local = features if reference is None else reference
         ref, rank_offset = gather_detached(local)
         k = min(self.k, features.shape[0] - 2)
-        return knn_lid(features, ref, k=k, self_offset=rank_offset + offset).mom.log()
+        estimator_form = "ldreg" if self.form == "ldreg-code" else "literature"
+        return knn_lid(features, ref, k=k, form=estimator_form, self_offset=rank_offset + offset).mom.log()
 
     def forward(self, features: torch.Tensor, reference: torch.Tensor | None = None, offset: int = 0):
         log_lid = self.log_lid(features, reference, offset)
