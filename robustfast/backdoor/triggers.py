@@ -4,7 +4,7 @@ Every pattern comes from the trigger's seed; none is a file. Positions scale wit
 bottom-right corner, the one pixel at the centre, the Trojan patch at a quarter of the height and width.
 Departures from the reference code, each documented at its class: Blend and WaNet use one fixed seeded pattern
 by default (the fresh-per-image variants are the presets "blend_noise" and "wanet_noise"); Trojan saturates
-unless wrap=True; Nashville composes its four colour stages and clips once.
+unless wrap=True.
 """
 from __future__ import annotations
 
@@ -178,17 +178,50 @@ class Smooth(Trigger):
 
 
 class Nashville(Trigger):
-    """Nashville-style colour filter on RGB images: per-channel curves (darken with (247,176,153) at 0.56, then
-    lighten with (0,70,150) at 0.4, rounded to 8 bits at each stage) and one affine colour map (sepia 0.2,
-    contrast 1.2, brightness ×1.05, saturation 1.2). Unlike PIL, the four colour stages are composed and
-    clipped once, so the brightest pixels can differ from the reference filter."""
+    """The Nashville filter as the multi-trigger code applies it (pilgram's `nashville` on 8-bit RGB images):
+    darken with (247,176,153) at 0.56, lighten with (0,70,150) at 0.4, W3C sepia 0.2, contrast 1.2, brightness
+    ×1.05, saturation 1.2, with PIL's 8-bit quantisation between the stages.
+
+    It runs as two passes of the fused op, each a lookup curve then a colour matrix, rounded to 8 bits (uint8
+    images) and clipped in between: (1) the darken/lighten curves in PIL's truncating integer arithmetic, then
+    the sepia matrix; (2) the contrast-and-brightness curve (rounded and clipped per stage, as PIL's point
+    tables), then the saturation matrix. On uint8 images the output equals pilgram's to within one level
+    (tested against pilgram; measured identical on all 2^24 colours). On float images the same curves are
+    interpolated between the 8-bit nodes and nothing is quantised, so outputs stay within about 2.3 levels of
+    pilgram's. `pixels()` is the first pass only: use `apply` / `apply_stacked`, which run both
+    (`components()`)."""
 
     name = "nashville"
+
+    def __init__(self, seed: int = 0, truncate: bool = False):
+        super().__init__(seed, truncate)
+        self.passes = [_NashvillePass(1, seed, truncate), _NashvillePass(2, seed, truncate)]
+
+    def components(self):
+        return list(self.passes)
+
+    def pixels(self, shape):
+        return self.passes[0].pixels(shape)
+
+
+class _NashvillePass(Trigger):
+    """One of Nashville's two pixel passes (1: curves of stages 1-2 + sepia; 2: curves of stages 4-5 +
+    saturation); not registered, it exists only inside Nashville."""
+
+    name = "nashville"
+
+    def __init__(self, which: int, seed: int = 0, truncate: bool = False):
+        super().__init__(seed, truncate)
+        self.which = which
 
     def pixels(self, shape):
         if shape[0] != 3:
             raise ValueError(f"images must have 3 (RGB) channels for the Nashville trigger, got {shape[0]}")
-        return Pixels(stages.LUT | stages.COLOUR, lut=patterns.nashville_curves(), colour=patterns.nashville_colour())
+        if self.which == 1:
+            lut, matrix = patterns.nashville_curves(), patterns.sepia_matrix(patterns.NASHVILLE_SEPIA)
+        else:
+            lut, matrix = patterns.nashville_tone_curves(), patterns.saturation_matrix(patterns.NASHVILLE_SATURATION)
+        return Pixels(stages.LUT | stages.COLOUR, lut=lut, colour=patterns.colour_map(matrix))
 
 
 class WaNet(Trigger):
