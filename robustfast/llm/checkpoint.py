@@ -6,7 +6,9 @@ Layout under `<output_dir>/checkpoint/`:
     latest.json           {"step": 40, "world_size": 2}: written by rank 0 after every rank has saved
 
 A step directory only counts once latest.json names it, so an interruption mid-save resumes from the previous
-complete checkpoint; older step directories are removed after the commit.
+complete checkpoint; older step directories are removed after the commit. What a kill leaves (an older step
+directory when it falls between the commit and the removal, an uncommitted newer one, latest.json.tmp) is
+removed when the run starts again (`load_rank` on rank 0).
 """
 from __future__ import annotations
 
@@ -42,9 +44,17 @@ def commit(root, step: int, world_size: int) -> None:
     tmp = root / (LATEST + ".tmp")
     tmp.write_text(json.dumps({"step": step, "world_size": world_size}))
     os.replace(tmp, root / LATEST)
+    _remove_stale(root, step)
+
+
+def _remove_stale(root: Path, step: int | None) -> None:
+    """Remove every step directory under `root` but the committed one (all of them when none is committed), and
+    an unfinished latest.json.tmp."""
+    keep = _step_dir(root, step) if step is not None else None
     for old in root.glob("step-*"):
-        if old.is_dir() and old != _step_dir(root, step):
+        if old.is_dir() and old != keep:
             shutil.rmtree(old, ignore_errors=True)
+    (root / (LATEST + ".tmp")).unlink(missing_ok=True)
 
 
 def latest(root) -> dict | None:
@@ -58,6 +68,8 @@ def load_rank(root, rank: int, world_size: int) -> tuple[int, dict[str, torch.Te
     weights from rank 0's files, the optimizer state from this rank's. Restore the weights before wrapping the
     model (DeepSpeed partitions them from there) and the optimizer state (tensors, state["optimizer"]) after."""
     info = latest(root)
+    if rank == 0 and Path(root).is_dir():  # the other ranks only read the committed step directory
+        _remove_stale(Path(root), info["step"] if info else None)
     if info is None:
         return None
     if info["world_size"] != world_size:
