@@ -37,7 +37,7 @@ $(LLM_STAMP): $(STAMP)
 llm: $(LLM_STAMP)
 
 peers: torchattacks
-	$(PIP) install -q adversarial-robustness-toolbox
+	$(PIP) install -q adversarial-robustness-toolbox faiss-cpu
 
 demo: $(STAMP)
 	$(VENV)/bin/robustfast demo
