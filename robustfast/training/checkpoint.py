@@ -13,14 +13,25 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from robustfast._util.checks import get_key, read_json, read_safetensors
 
 INDEX = "checkpoint.json"
 
 
 def _read_index(directory: Path) -> dict | None:
     path = directory / INDEX
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    index = read_json(path, "checkpoint index")
+    name = get_key(index, "tensors", path, str)
+    get_key(index, "serial", path, int)
+    get_key(index, "state", path, dict)
+    if Path(name).name != name or not name.startswith("checkpoint-") or not name.endswith(".safetensors"):
+        raise ValueError(f"{path}: key 'tensors' must name a checkpoint-*.safetensors file in {directory}, "
+                         f"got {name!r}")
+    return index
 
 
 def _remove_stale(directory: Path, keep: str | None) -> None:
@@ -60,7 +71,7 @@ def load_checkpoint(directory) -> tuple[dict[str, torch.Tensor], dict] | None:
         _remove_stale(directory, index["tensors"] if index else None)
     if index is None:
         return None
-    return load_file(str(directory / index["tensors"])), index["state"]
+    return read_safetensors(directory / index["tensors"]), index["state"]
 
 
 def optimizer_to_checkpoint(optimizer: torch.optim.Optimizer,
