@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from robustfast._util.checks import check_finite_tensors, get_key, read_json
 from robustfast.training.checkpoint import load_checkpoint, save_checkpoint
 
 LATEST = "latest.json"
@@ -60,7 +61,13 @@ def _remove_stale(root: Path, step: int | None) -> None:
 def latest(root) -> dict | None:
     """{"step", "world_size"} of the last committed checkpoint under `root`, or None."""
     path = Path(root) / LATEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    info = read_json(path, "checkpoint commit record")
+    step, world = get_key(info, "step", path, int), get_key(info, "world_size", path, int)
+    if step < 0 or world < 1:
+        raise ValueError(f"{path}: keys 'step' (>= 0) and 'world_size' (>= 1) are out of range: {step}, {world}")
+    return info
 
 
 def load_rank(root, rank: int, world_size: int) -> tuple[int, dict[str, torch.Tensor], dict, dict] | None:
@@ -82,6 +89,7 @@ def load_rank(root, rank: int, world_size: int) -> tuple[int, dict[str, torch.Te
         if parts[r] is None:
             raise ValueError(f"{step_dir}: no files for rank {r}")
     weights = {k[len(WEIGHT):]: v for k, v in parts[0][0].items() if k.startswith(WEIGHT)}
+    check_finite_tensors(weights, step_dir / "rank-0")
     tensors, state = parts[rank]
     opt = {k: v for k, v in tensors.items() if not k.startswith(WEIGHT)}
     return info["step"], weights, opt, state
