@@ -107,6 +107,9 @@ def apply_stacked(images: torch.Tensor, trigger_ids: torch.Tensor, triggers: lis
         raise ValueError("triggers is empty: give at least one trigger")
     if not isinstance(images, torch.Tensor):
         raise ValueError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() != 4:
+        layout = "N×H×W×C" if images.dtype == torch.uint8 else "N×C×H×W"
+        raise ValueError(f"images must be an {layout} batch (rank 4), got shape {tuple(images.shape)}")
     uint8 = images.dtype == torch.uint8
     if generator is None:
         generator = triggers[0].default_generator()
@@ -115,7 +118,7 @@ def apply_stacked(images: torch.Tensor, trigger_ids: torch.Tensor, triggers: lis
     ids = trigger_ids.to(device=images.device, dtype=torch.long)
     if len(ids) and (ids.min().item() < -1 or ids.max().item() >= len(triggers)):
         raise ValueError(f"trigger_ids must lie in [-1, {len(triggers)}) for {len(triggers)} triggers")
-    if any(c.has_stage for t in triggers for c in t.components()):
+    if len(images) and any(c.has_stage for t in triggers for c in t.components()):
         _check_stage_images(images)  # the fused op checks what pixel triggers get; torch stages bypass it
     out = images
     for r in range(max(len(t.components()) for t in triggers)):

@@ -22,6 +22,7 @@ from robustfast._util.checks import is_int, is_real
 from robustfast.ops.knn_lid import knn_lid
 
 FORMS = ("l1", "l2", "ldreg-code")
+MAX_BETA = 1e6  # |ln LID| stays far below 1e30, so beta·reg cannot overflow float32
 
 
 def gather_detached(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -48,8 +49,9 @@ class LDReg(nn.Module):
             raise ValueError(f"form must be one of {', '.join(FORMS)}; got {form!r}")
         if not is_int(k) or k < 2:
             raise ValueError(f"k must be an int >= 2, got {k!r}")
-        if not (is_real(beta) and beta >= 0):  # also rejects inf and NaN, which make the loss non-finite
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+        # inf and NaN make the term non-finite; so does a huge beta in float32 (the papers use 0.005-0.01)
+        if not (is_real(beta) and 0 <= beta <= MAX_BETA):
+            raise ValueError(f"beta must be a finite number in [0, {MAX_BETA:g}], got {beta!r}")
         self.beta, self.k, self.form = float(beta), k, form
 
     def log_lid(self, features: torch.Tensor, reference: torch.Tensor | None = None, offset: int = 0):
