@@ -159,6 +159,8 @@ def _check_tensor_set(data, model: nn.Module, amp: bool) -> int | None:
     if not isinstance(data, TensorDataset) or len(data.tensors) < 2:
         return None
     images, labels = data.tensors[:2]
+    if images.is_meta or labels.is_meta:
+        raise ValueError("train_set holds meta tensors (no data); load the images and labels first")
     if not images.is_floating_point():
         raise ValueError(f"train_set images must be a floating-point tensor (N×C×H×W in [0, 1]), got dtype "
                          f"{images.dtype}")
@@ -296,7 +298,14 @@ def evaluate(model: nn.Module, data, batch_size: int = 512, device=None) -> floa
         with torch.no_grad():
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                correct += (model(x).argmax(1) == y).sum()
+                try:
+                    logits = model(x)
+                except torch.OutOfMemoryError:
+                    raise
+                except RuntimeError as err:  # a dtype, rank or channel count the model cannot take
+                    raise ValueError(f"data: images of shape {tuple(x.shape)} and dtype {x.dtype} do not fit the "
+                                     f"model: {' '.join(str(err).split())[:300]}") from None
+                correct += (logits.argmax(1) == y).sum()
                 total += len(y)
     finally:
         model.train(was_training)

@@ -79,6 +79,19 @@ def test_evaluate_rejects_none():
         evaluate(model(), None)
 
 
+def test_meta_images_are_named():
+    meta = TensorDataset(torch.empty(16, 1, 8, 8, device="meta"), torch.empty(16, dtype=torch.long, device="meta"))
+    with rejected("train_set", "meta"):
+        train_classifier(model(), meta, epochs=1, **KW)
+
+
+@pytest.mark.parametrize("x", [data().tensors[0].double(), data().tensors[0][:, 0],
+                               data().tensors[0].repeat(1, 3, 1, 1)])
+def test_evaluate_names_images_that_do_not_fit_the_model(x):
+    with rejected("data", "do not fit the model"):
+        evaluate(model(), TensorDataset(x, data().tensors[1]))
+
+
 @pytest.mark.parametrize("kind", ["nan", "inf"])
 def test_nonfinite_images_stop_training_and_keep_the_last_good_checkpoint(tmp_path, kind):
     net = model()
