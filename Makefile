@@ -40,7 +40,7 @@ $(LLM_STAMP): $(STAMP)
 llm: $(LLM_STAMP)
 
 peers: torchattacks
-	$(PIP_INSTALL) adversarial-robustness-toolbox
+	$(PIP_INSTALL) adversarial-robustness-toolbox faiss-cpu
 
 demo: $(STAMP)
 	$(VENV)/bin/robustfast demo

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 import torch
 
@@ -96,3 +98,79 @@ def check_labels(labels, n: int, device: torch.device, name: str = "labels") -> 
         raise ValueError(f"{name} must be an integer tensor of class indices, got dtype {labels.dtype}")
     if labels.device != device:
         raise ValueError(f"{name} is on {labels.device} but the images are on {device}")
+
+
+# --- issue 13: typed rejections and loaders that name the file and the key ---------------------------------------
+
+def require_type(name: str, value, ok: bool, want: str) -> None:
+    """A TypeError naming the argument, what it must be and the type it was, unless `ok`."""
+    if not ok:
+        raise TypeError(f"{name} must be {want}, got {type(value).__name__}")
+
+
+def check_dataset(data, name: str = "train_set") -> None:
+    """A map-style dataset of (image, label) pairs: something with __len__ and __getitem__, not empty."""
+    require_type(name, data, hasattr(data, "__len__") and hasattr(data, "__getitem__"),
+                 "a Dataset of (image, label) pairs (e.g. a TensorDataset)")
+    if len(data) < 1:
+        raise ValueError(f"{name} must be a non-empty dataset, got one of length 0")
+
+
+def check_not_meta(model, name: str = "model") -> None:
+    """Meta tensors hold no values: a model with any cannot train or predict."""
+    for key, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_meta:
+            raise ValueError(f"{name} has meta tensors (no data), e.g. {key!r}; materialise it first "
+                             "(model.to_empty(device=...) and load weights)")
+
+
+def check_finite_tensors(tensors: dict, source) -> None:
+    """A ValueError naming `source` (a file) and the first floating-point entry holding NaN or inf."""
+    for key, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"{source}: tensor {key!r} contains NaN or inf; the file is corrupt")
+
+
+def read_json(path, what: str = "JSON file"):
+    """The parsed JSON at `path`; a ValueError naming the file for a missing, unreadable or malformed one."""
+    import json
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the {what}: {err}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: the {what} is nested too deeply to be valid") from None
+
+
+def read_safetensors(path) -> dict:
+    """The tensors of the safetensors file at `path`, on the CPU; a ValueError naming the file when it is corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: tensor file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def get_key(mapping, key: str, source, want: type | tuple | None = None):
+    """mapping[key], or a ValueError naming `source` (a file) and the key when it is missing or of the wrong type."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{source}: expected a mapping holding {key!r}, got {type(mapping).__name__}")
+    if key not in mapping:
+        raise ValueError(f"{source}: missing key {key!r}")
+    value = mapping[key]
+    if want is not None and (not isinstance(value, want) or (isinstance(value, bool) and bool not in (
+            want if isinstance(want, tuple) else (want,)))):
+        names = "/".join(w.__name__ for w in (want if isinstance(want, tuple) else (want,)))
+        raise ValueError(f"{source}: key {key!r} must be of type {names}, got {type(value).__name__}")
+    return value

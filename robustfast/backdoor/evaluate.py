@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from robustfast._util.checks import is_int, require
 from robustfast._util.seeds import stream_seed
 from robustfast.backdoor.poison import _check_common, as_triggers, trigger_targets
 from robustfast.backdoor.stack import apply_stacked
@@ -50,7 +51,7 @@ def _tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(data, Dataset):
         xs, ys = zip(*(data[i] for i in range(len(data))), strict=True)
         return torch.stack(xs), torch.as_tensor(ys)
-    raise ValueError(f"clean_test must be a Dataset of (image, label), got {type(data).__name__}")
+    raise TypeError(f"clean_test must be a Dataset of (image, label), got {type(data).__name__}")
 
 
 def evaluate(model: nn.Module, clean_test, triggers, target: int = 0, label_mode: str = "all2one",
@@ -59,6 +60,8 @@ def evaluate(model: nn.Module, clean_test, triggers, target: int = 0, label_mode
     """Evaluate `model` on clean test data and on every trigger (names, Trigger objects, or a PoisonedDataset's
     `triggers`), with targets as `poison` assigns them for the same target, label_mode and seed, or as given in
     `targets` (one class per trigger; None for y+1 mod C), e.g. a PoisonedDataset's `targets`."""
+    require("batch_size", batch_size, is_int(batch_size) and batch_size >= 1, "an int >= 1")
+    require("seed", seed, is_int(seed) and seed >= 0, "an int >= 0")
     images, labels = _tensors(clean_test)
     num_classes = _check_common(images, labels, None, target, label_mode, num_classes)
     trigs = as_triggers(triggers, seed)

@@ -79,22 +79,49 @@ def warp_field(height: int, width: int, grid_size: int | None, gen: torch.Genera
     return field.permute(0, 2, 3, 1)
 
 
-# Nashville (specs/multi_trigger.md §2): stages 1-2 act per channel (the lookup curves), 3-6 are affine colour maps.
+# Nashville (specs/multi_trigger.md §2), as the multi-trigger code runs it: pilgram's nashville on 8-bit PIL images.
+# Stages 1-2 act per channel (a lookup curve), 3 and 6 are colour matrices, 4-5 per-channel curves again; PIL
+# quantises after every stage, which is why the filter runs as two passes (see robustfast.backdoor.Nashville).
 NASHVILLE_DARKEN = ((247, 176, 153), 0.56)
 NASHVILLE_LIGHTEN = ((0, 70, 150), 0.4)
 NASHVILLE_SEPIA, NASHVILLE_CONTRAST, NASHVILLE_BRIGHTNESS, NASHVILLE_SATURATION = 0.2, 1.2, 1.05, 1.2
 
 
+def _overlay(v: torch.Tensor, colour, opacity: float, blend) -> torch.Tensor:
+    """A solid `colour` at `opacity` composited over 8-bit levels v (3, 256) with a separable blend mode, in PIL's
+    integer arithmetic: the opacity becomes the 8-bit alpha a = round(255·opacity), and each of the two terms
+    a·B(v, colour) and (255 − a)·v is divided by 255 and truncated (ImageChops.multiply), then added."""
+    a = round(opacity * 255)
+    colour = torch.tensor(colour, dtype=torch.int64)[:, None]
+    return (torch.div(a * blend(v, colour), 255, rounding_mode="floor")
+            + torch.div((255 - a) * v, 255, rounding_mode="floor")).clamp(0, 255)
+
+
 def nashville_curves() -> torch.Tensor:
-    """(3, 256) per-channel curves of the two overlay stages at the 8-bit levels, each stage rounded and clipped
-    to 8 bits like PIL: darken with (247,176,153) at opacity 0.56, then lighten with (0,70,150) at 0.4."""
-    v = torch.arange(256, dtype=torch.float64).expand(3, 256)
+    """(3, 256) per-channel curves of stages 1-2 at the 8-bit levels, exactly as PIL computes them: darken
+    (per-channel min) with (247,176,153) at opacity 0.56 (alpha 143/255), then lighten (max) with (0,70,150)
+    at 0.4 (alpha 102/255), each composite in PIL's truncating integer arithmetic (see _overlay)."""
+    v = torch.arange(256, dtype=torch.int64).expand(3, 256)
     (dark, a), (light, b) = NASHVILLE_DARKEN, NASHVILLE_LIGHTEN
-    dark = torch.tensor(dark, dtype=torch.float64)[:, None]
-    light = torch.tensor(light, dtype=torch.float64)[:, None]
-    v = torch.floor((1 - a) * v + a * torch.minimum(v, dark) + 0.5).clamp(0, 255)
-    v = torch.floor((1 - b) * v + b * torch.maximum(v, light) + 0.5).clamp(0, 255)
-    return v / 255
+    v = _overlay(v, dark, a, torch.minimum)
+    v = _overlay(v, light, b, torch.maximum)
+    return v.double() / 255
+
+
+def nashville_tone_curves() -> torch.Tensor:
+    """(3, 256) per-channel curves of stages 4-5 at the 8-bit levels: W3C contrast 1.2, v·c + 255·(0.5 − 0.5c),
+    then brightness ×1.05, each rounded half to even (Python's round, as PIL's point tables are built) and
+    clipped to [0, 255]."""
+    v = torch.arange(256, dtype=torch.float64)
+    c = NASHVILLE_CONTRAST
+    v = torch.round(v * c + (-127.5 * c) + 127.5).clamp(0, 255)
+    v = torch.round(v * NASHVILLE_BRIGHTNESS).clamp(0, 255)
+    return (v / 255).expand(3, 256).clone()
+
+
+def colour_map(matrix: torch.Tensor) -> torch.Tensor:
+    """(C, C+1) affine colour map with no offset from a (C, C) matrix."""
+    return torch.cat([matrix, torch.zeros(matrix.shape[0], 1, dtype=matrix.dtype)], dim=1)
 
 
 def sepia_matrix(amount: float) -> torch.Tensor:
@@ -115,13 +142,3 @@ def saturation_matrix(amount: float) -> torch.Tensor:
         [0.213 - 0.213 * s, 0.715 + 0.285 * s, 0.072 - 0.072 * s],
         [0.213 - 0.213 * s, 0.715 - 0.715 * s, 0.072 + 0.928 * s],
     ], dtype=torch.float64)
-
-
-def nashville_colour() -> torch.Tensor:
-    """(3, 4) affine map of stages 3-6 composed, for values in [0, 1]: sepia 0.2, contrast 1.2 (v·1.2 − 0.1),
-    brightness ×1.05, saturation 1.2. Composed once, clipped once (PIL clips after every stage)."""
-    gain = NASHVILLE_BRIGHTNESS * NASHVILLE_CONTRAST
-    sat = saturation_matrix(NASHVILLE_SATURATION)
-    matrix = gain * sat @ sepia_matrix(NASHVILLE_SEPIA)
-    bias = -NASHVILLE_BRIGHTNESS * 0.1 * sat.sum(dim=1, keepdim=True)  # saturation rows sum to 1
-    return torch.cat([matrix, bias], dim=1)

@@ -13,17 +13,15 @@ the reference code, all2one draws from every class unless exclude_target=True.
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from robustfast._util.atomic import write_json, write_safetensors
-from robustfast._util.checks import check_images
+from robustfast._util.checks import check_finite_tensors, check_images, get_key, read_json, read_safetensors
 from robustfast._util.seeds import stream_seed
 from robustfast.backdoor.base import Trigger
 from robustfast.backdoor.stack import apply_stacked
@@ -112,16 +110,53 @@ class PoisonedDataset(TensorDataset):
         for p in (path, side_path):
             if not p.is_file():
                 raise FileNotFoundError(f"{p} not found: a poisoned dataset is {path} plus {side_path}")
-        t = load_file(str(path))
-        side = json.loads(side_path.read_text())
+        t = read_safetensors(path)
+        side = read_json(side_path, "poisoned dataset sidecar")
+        configs = get_key(side, "triggers", side_path, list)
+        n_slices = get_key(side, "slices", side_path, int)
+        targets = get_key(side, "targets", side_path, list)
+        config = get_key(side, "config", side_path, dict)
         triggers = []
-        for k, cfg in enumerate(side["triggers"]):
-            trig = make_trigger(cfg)
+        for k, cfg in enumerate(configs):
             prefix = f"trigger.{k}."
-            trig.load_state_tensors({n[len(prefix):]: v for n, v in t.items() if n.startswith(prefix)})
+            try:
+                trig = make_trigger(cfg)
+                trig.load_state_tensors({n[len(prefix):]: v for n, v in t.items() if n.startswith(prefix)})
+            except (ValueError, TypeError, RuntimeError, KeyError) as err:
+                raise ValueError(f"{side_path}: key 'triggers', entry {k}: {' '.join(str(err).split())[:300]}") \
+                    from None
             triggers.append(trig)
-        return cls(t["images"], t["labels"], t["original_labels"], t["trigger_ids"], t["applied"].bool(),
-                   [t[f"slice.{k}"] for k in range(side["slices"])], triggers, side["targets"], side["config"])
+        images, labels, original, ids, applied = (get_key(t, key, path, torch.Tensor) for key in (
+            "images", "labels", "original_labels", "trigger_ids", "applied"))
+        slices = [get_key(t, f"slice.{k}", path, torch.Tensor) for k in range(n_slices)]
+        _check_loaded(path, side_path, images, labels, original, ids, applied, slices, triggers, targets)
+        return cls(images, labels, original, ids, applied.bool(), slices, triggers, targets, config)
+
+
+def _check_loaded(path, side_path, images, labels, original, ids, applied, slices, triggers, targets) -> None:
+    """The saved tensors agree with each other and with the triggers; otherwise a ValueError naming file and key."""
+    n, t = images.shape[0] if images.dim() else -1, len(triggers)
+    check_finite_tensors({"images": images}, path)
+    if images.dim() != 4 or n < 1:
+        raise ValueError(f"{path}: key 'images' must be a non-empty N×C×H×W tensor, got shape {tuple(images.shape)}")
+    integer = (torch.int64, torch.int32)
+    for key, v in (("labels", labels), ("original_labels", original), ("trigger_ids", ids)):
+        if v.shape != (n,) or v.dtype not in integer:
+            raise ValueError(f"{path}: key {key!r} must be an integer tensor of shape ({n},), got {v.dtype} "
+                             f"{tuple(v.shape)}")
+    if applied.shape != (n, t):
+        raise ValueError(f"{path}: key 'applied' must have shape ({n}, {t}) for {t} triggers, got "
+                         f"{tuple(applied.shape)}")
+    if len(ids) and (int(ids.min()) < -1 or int(ids.max()) >= t):
+        raise ValueError(f"{path}: key 'trigger_ids' must lie in [-1, {t}) for the {t} triggers of {side_path.name}, "
+                         f"got values in [{int(ids.min())}, {int(ids.max())}]")
+    for k, sl in enumerate(slices):
+        if sl.dim() != 1 or sl.dtype not in integer or (len(sl) and (int(sl.min()) < 0 or int(sl.max()) >= n)):
+            raise ValueError(f"{path}: key 'slice.{k}' must be a 1-d tensor of image indices in [0, {n})")
+    if len(targets) != t or any(v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0)
+                                for v in targets):
+        raise ValueError(f"{side_path}: key 'targets' must give one class index (or null) per trigger: {t} "
+                         f"triggers, got {targets!r}")
 
 
 def _draw(pool: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from robustfast._util.checks import check_images
 from robustfast.ops.apply_triggers import LUT_NODES, apply_triggers, identity_colour, identity_lut
 from robustfast.reference.apply_triggers import compute_dtype, value_range
 
@@ -89,6 +90,17 @@ def _run_pixels(out: torch.Tensor, ids: torch.Tensor, triggers: list[Trigger | N
     return apply_triggers(out, pixel_ids, pattern_index=pattern_index, **table)
 
 
+def _check_stage_images(images: torch.Tensor) -> None:
+    """What the fused op requires of images, for the torch-stage triggers (WaNet, IAD) that do not run through
+    it: uint8 N×H×W×C, or float N×C×H×W, finite, in [0, 1]. One read of the values per call."""
+    if images.dtype == torch.uint8:
+        if images.dim() != 4 or images.shape[0] == 0:
+            raise ValueError(f"images of dtype uint8 must be a non-empty N×H×W×C batch, got shape "
+                             f"{tuple(images.shape)}")
+        return
+    check_images(images, "images")
+
+
 def apply_stacked(images: torch.Tensor, trigger_ids: torch.Tensor, triggers: list[Trigger],
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Image n poisoned with triggers[trigger_ids[n]] (−1 = unchanged), in one fused pass per round.
@@ -99,6 +111,9 @@ def apply_stacked(images: torch.Tensor, trigger_ids: torch.Tensor, triggers: lis
         raise ValueError("triggers is empty: give at least one trigger")
     if not isinstance(images, torch.Tensor):
         raise ValueError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() != 4:
+        layout = "N×H×W×C" if images.dtype == torch.uint8 else "N×C×H×W"
+        raise ValueError(f"images must be an {layout} batch (rank 4), got shape {tuple(images.shape)}")
     uint8 = images.dtype == torch.uint8
     if generator is None:
         generator = triggers[0].default_generator()
@@ -107,6 +122,8 @@ def apply_stacked(images: torch.Tensor, trigger_ids: torch.Tensor, triggers: lis
     ids = trigger_ids.to(device=images.device, dtype=torch.long)
     if len(ids) and (ids.min().item() < -1 or ids.max().item() >= len(triggers)):
         raise ValueError(f"trigger_ids must lie in [-1, {len(triggers)}) for {len(triggers)} triggers")
+    if len(images) and any(c.has_stage for t in triggers for c in t.components()):
+        _check_stage_images(images)  # the fused op checks what pixel triggers get; torch stages bypass it
     out = images
     for r in range(max(len(t.components()) for t in triggers)):
         comps = [t.components()[r] if r < len(t.components()) else None for t in triggers]

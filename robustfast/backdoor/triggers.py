@@ -4,13 +4,14 @@ Every pattern comes from the trigger's seed; none is a file. Positions scale wit
 bottom-right corner, the one pixel at the centre, the Trojan patch at a quarter of the height and width.
 Departures from the reference code, each documented at its class: Blend and WaNet use one fixed seeded pattern
 by default (the fresh-per-image variants are the presets "blend_noise" and "wanet_noise"); Trojan saturates
-unless wrap=True; Nashville composes its four colour stages and clips once.
+unless wrap=True.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from robustfast._util.checks import is_int, is_real, require
 from robustfast.backdoor import patterns
 from robustfast.backdoor.base import Pixels, Trigger
 from robustfast.backdoor.iad import InputAware
@@ -53,6 +54,7 @@ class BadNets(Trigger):
     name = "badnets"
 
     def __init__(self, seed: int = 0, truncate: bool = False, size: int = 3):
+        require("size", size, is_int(size) and size >= 1, "an int >= 1 (the side of the checkerboard)")
         super().__init__(seed, truncate, size=size)
 
     def pixels(self, shape):
@@ -63,20 +65,38 @@ class BadNets(Trigger):
 
 
 class FourCorner(Trigger):
-    """The BadNets checkerboard in all four corners."""
+    """The BadNets checkerboard in all four corners, laid out as in the multi-trigger code: the grid mirrored
+    into each corner so that it faces outwards (its "1, 0, 1" row and column along the image's edges).
+
+    Along each axis the block on the far side (bottom, right) is flush with the edge, rows/columns H − size …
+    H − 1, and the block on the near side (top, left) starts at row/column 1, not 0 (the published code indexes
+    1..3 there), so at 32×32 the four blocks cover rows and columns {1–3, 29–31}, with row 0 and column 0
+    untouched:
+        bottom-right  rows 29–31, cols 29–31  the grid as is (the BadNets trigger)
+        bottom-left   rows 29–31, cols 1–3    mirrored left–right
+        top-right     rows 1–3,   cols 29–31  mirrored top–bottom
+        top-left      rows 1–3,   cols 1–3    mirrored both ways
+    Images need at least size + 1 rows and columns; where blocks overlap (H or W ≤ 2·size) the later one in
+    that order wins, as in the published code.
+    """
 
     name = "fourcorner"
 
     def __init__(self, seed: int = 0, truncate: bool = False, size: int = 3):
+        require("size", size, is_int(size) and size >= 1, "an int >= 1 (the side of the checkerboard)")
         super().__init__(seed, truncate, size=size)
 
     def pixels(self, shape):
         _, h, w = shape
         size = self.kwargs["size"]
+        if h < size + 1 or w < size + 1:
+            raise ValueError(f"images of size {h}×{w} are too small for the fourcorner trigger of size {size} "
+                             f"(it needs at least {size + 1}×{size + 1})")
         block = patterns.checker(size)
         weight, pattern = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)
-        for top, left in ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size)):
-            wk, pk = _patch(shape, block, top, left)
+        corners = ((h - size, w - size, ()), (1, 1, (0, 1)), (h - size, 1, (1,)), (1, w - size, (0,)))
+        for top, left, flips in corners:  # the published code's order: bottom-right, top-left, bottom-left, top-right
+            wk, pk = _patch(shape, block.flip(flips) if flips else block, top, left)
             weight, pattern = torch.maximum(weight, wk), torch.where(wk > 0, pk, pattern)
         return Pixels(stages.BLEND, weight=weight, pattern=pattern)
 
@@ -161,17 +181,50 @@ class Smooth(Trigger):
 
 
 class Nashville(Trigger):
-    """Nashville-style colour filter on RGB images: per-channel curves (darken with (247,176,153) at 0.56, then
-    lighten with (0,70,150) at 0.4, rounded to 8 bits at each stage) and one affine colour map (sepia 0.2,
-    contrast 1.2, brightness ×1.05, saturation 1.2). Unlike PIL, the four colour stages are composed and
-    clipped once, so the brightest pixels can differ from the reference filter."""
+    """The Nashville filter as the multi-trigger code applies it (pilgram's `nashville` on 8-bit RGB images):
+    darken with (247,176,153) at 0.56, lighten with (0,70,150) at 0.4, W3C sepia 0.2, contrast 1.2, brightness
+    ×1.05, saturation 1.2, with PIL's 8-bit quantisation between the stages.
+
+    It runs as two passes of the fused op, each a lookup curve then a colour matrix, rounded to 8 bits (uint8
+    images) and clipped in between: (1) the darken/lighten curves in PIL's truncating integer arithmetic, then
+    the sepia matrix; (2) the contrast-and-brightness curve (rounded and clipped per stage, as PIL's point
+    tables), then the saturation matrix. On uint8 images the output equals pilgram's to within one level
+    (tested against pilgram; measured identical on all 2^24 colours). On float images the same curves are
+    interpolated between the 8-bit nodes and nothing is quantised, so outputs stay within about 2.3 levels of
+    pilgram's. `pixels()` is the first pass only: use `apply` / `apply_stacked`, which run both
+    (`components()`)."""
 
     name = "nashville"
+
+    def __init__(self, seed: int = 0, truncate: bool = False):
+        super().__init__(seed, truncate)
+        self.passes = [_NashvillePass(1, seed, truncate), _NashvillePass(2, seed, truncate)]
+
+    def components(self):
+        return list(self.passes)
+
+    def pixels(self, shape):
+        return self.passes[0].pixels(shape)
+
+
+class _NashvillePass(Trigger):
+    """One of Nashville's two pixel passes (1: curves of stages 1-2 + sepia; 2: curves of stages 4-5 +
+    saturation); not registered, it exists only inside Nashville."""
+
+    name = "nashville"
+
+    def __init__(self, which: int, seed: int = 0, truncate: bool = False):
+        super().__init__(seed, truncate)
+        self.which = which
 
     def pixels(self, shape):
         if shape[0] != 3:
             raise ValueError(f"images must have 3 (RGB) channels for the Nashville trigger, got {shape[0]}")
-        return Pixels(stages.LUT | stages.COLOUR, lut=patterns.nashville_curves(), colour=patterns.nashville_colour())
+        if self.which == 1:
+            lut, matrix = patterns.nashville_curves(), patterns.sepia_matrix(patterns.NASHVILLE_SEPIA)
+        else:
+            lut, matrix = patterns.nashville_tone_curves(), patterns.saturation_matrix(patterns.NASHVILLE_SATURATION)
+        return Pixels(stages.LUT | stages.COLOUR, lut=lut, colour=patterns.colour_map(matrix))
 
 
 class WaNet(Trigger):
@@ -185,6 +238,8 @@ class WaNet(Trigger):
 
     def __init__(self, seed: int = 0, truncate: bool = False, strength: float = 0.5, grid_size: int = 4,
                  fresh: bool = False):
+        require("strength", strength, is_real(strength) and strength >= 0, "a finite number >= 0")
+        require("grid_size", grid_size, is_int(grid_size) and grid_size >= 2, "an int >= 2")
         super().__init__(seed, truncate, strength=strength, grid_size=grid_size, fresh=fresh)
 
     def sampling_grid(self, n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """`robustfast bench lid`: knn_lid (self, MLE and MoM, k = 20) time and peak memory beside what users run today:
-cdist + topk (an N×N matrix), scikit-dimension's pointwise MLE, faiss-cpu's exact search, each where it fits.
+cdist + topk (an N×N matrix), scikit-dimension's pointwise MLE, faiss-cpu's exact search (IndexFlatL2) followed
+by the same estimators, each where it fits (faiss-cpu comes with `make peers`).
 
 Peak memory on the CPU is the peak resident set size above the one before the call, sampled every 2 ms from
 /proc/self/statm (tracemalloc cannot see torch's allocations); on a GPU it is torch's allocator peak above the
@@ -85,13 +86,25 @@ def _skdim_mle(x: torch.Tensor):
     return skdim.id.MLE().fit(x.cpu().numpy(), n_neighbors=K).dimension_pw_
 
 
-def _faiss_knn(x: torch.Tensor):
+def faiss_knn_lid(x: torch.Tensor, k: int = K) -> tuple[torch.Tensor, torch.Tensor]:
+    """The strongest CPU peer of knn_lid: faiss-cpu's exact IndexFlatL2 search of every point against all, then
+    the literature MLE and MoM from its k nearest non-self distances: (mle (N,), mom (N,)) as float32.
+
+    faiss returns squared GEMM-form distances for k + 1 neighbours; each point's own row is dropped by index
+    (else the farthest of the k + 1), the distances are square-rooted and the estimators are the reference's."""
     import faiss
 
-    xs = x.cpu().numpy()
+    xs = x.detach().cpu().float().contiguous().numpy()
     index = faiss.IndexFlatL2(xs.shape[1])
     index.add(xs)
-    return index.search(xs, K + 1)
+    sq, ids = index.search(xs, k + 1)
+    sq, ids = torch.from_numpy(sq), torch.from_numpy(ids)
+    is_self = ids == torch.arange(len(xs))[:, None]
+    drop = torch.where(is_self.any(dim=1), is_self.float().argmax(dim=1), torch.full((len(xs),), k))
+    keep = torch.ones_like(is_self).scatter_(1, drop[:, None], False)
+    dist = sq[keep].view(len(xs), k).clamp_min(0).sqrt()
+    mle, mom = reference.estimators(dist, [k], "literature")
+    return mle[:, 0], mom[:, 0]
 
 
 def _row(what, impl, device, n, d, seconds, peak_mb, note=""):
@@ -135,7 +148,7 @@ def cpu_rows(quick: bool, limit_gb: float) -> list[dict]:
         rows += [_ours(cpu, mid, d, backend), _cdist_row(cpu, mid, d, limit_gb)]
     rows += [_ours(cpu, small, d, backend),
              _peer_row("scikit-dimension MLE (pointwise)", _skdim_mle, cpu, small, d, "knn_lid self"),
-             _peer_row("faiss-cpu IndexFlatL2 (search only)", _faiss_knn, cpu, big, d, "kNN search self")]
+             _peer_row("faiss-cpu IndexFlatL2 + LID (MLE, MoM)", faiss_knn_lid, cpu, big, d, "knn_lid self")]
     return rows
 
 

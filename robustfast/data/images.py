@@ -69,13 +69,27 @@ try:  # numpy 2 moved the array reconstructor to numpy._core; pickles name eithe
 except ImportError:  # numpy 1.x
     from numpy.core.multiarray import _reconstruct
 
+def _empty_reconstruct(subtype, shape, dtype):
+    """numpy's pickles rebuild an array as _reconstruct(ndarray, (0,), ...) and then fill it from the file's bytes
+    (whose size numpy checks); a shape asking for more is refused before anything is allocated."""
+    if subtype is not np.ndarray or not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and 0 <= d <= 1 for d in shape):
+        raise pickle.UnpicklingError(f"refusing an array header of shape {shape!r}: numpy writes (0,) and fills "
+                                     "the array from the file's own bytes")
+    return _reconstruct(subtype, shape, dtype)
+
+
 _CIFAR_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _empty_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_reconstruct,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): codecs.encode,  # how Python 3 writes bytes at protocol 2
 }
+
+
+class CorruptBatchError(pickle.UnpicklingError, ValueError):
+    """A CIFAR batch that is not a plain pickle of arrays: an UnpicklingError and a ValueError."""
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -90,11 +104,31 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        d = _ArrayUnpickler(f, encoding="latin1").load()
-    d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
-    data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return data, np.asarray(d["labels"], dtype=np.int64)
+    """(uint8 N×3×32×32 images, int64 labels in [0, 10)) of one CIFAR-10 python batch; anything else is a
+    ValueError naming the file and the key (nothing is cast: float data or labels out of range are refused)."""
+    try:
+        with open(path, "rb") as f:
+            d = _ArrayUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as err:  # a refused global or a broken pickle: both kinds, naming the file
+        raise CorruptBatchError(f"{path}: {err}") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RecursionError, MemoryError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a CIFAR-10 python batch ({type(err).__name__}: {err})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a CIFAR-10 batch is a pickled dict, got {type(d).__name__}")
+    d = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+    for key in ("data", "labels"):
+        if key not in d:
+            raise ValueError(f"{path}: missing key {key!r}")
+    data = d["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(f"{path}: key 'data' must be a uint8 array of shape (N, 3072), got {what}")
+    labels = d["labels"]
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(data) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 10 for v in labels):
+        raise ValueError(f"{path}: key 'labels' must be a list of {len(data)} class indices in [0, 10)")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
 def cifar10(root, split: str = "train") -> TensorDataset:

@@ -5,6 +5,10 @@ The regulariser pushes up each sample's LID, estimated by the method of moments 
     l1          −β·mean_i ln LID_i                          (paper, Eq. 3)
     l2          −β·(mean_i (ln LID_i)²)^{1/2}               (paper, Eq. 3)
     ldreg-code  −β·mean_i |ln LID_i|                        (the reference code, both of its options)
+The paper's forms use the literature method of moments, LID = μ/(r_k − μ) with μ the mean of the k nearest
+distances. "ldreg-code" is the reference code's regulariser throughout, estimator included: its `lid_mom_est`
+averages the k − 1 nearest non-self distances, LID = m/(r_k − m), m = mean(r_1 … r_{k−1}) (knn_lid's
+form="ldreg"; at k = 16 the two estimates differ by about 7 %).
 With torch.distributed initialised, the reference is the features gathered from every rank (detached); each
 local feature's own row in it is excluded by index.
 """
@@ -14,9 +18,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from robustfast._util.checks import is_int, is_real
 from robustfast.ops.knn_lid import knn_lid
 
 FORMS = ("l1", "l2", "ldreg-code")
+MAX_BETA = 1e6  # |ln LID| stays far below 1e30, so beta·reg cannot overflow float32
 
 
 def gather_detached(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -41,14 +47,16 @@ class LDReg(nn.Module):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"form must be one of {', '.join(FORMS)}; got {form!r}")
-        if not isinstance(k, int) or k < 2:
+        if not is_int(k) or k < 2:
             raise ValueError(f"k must be an int >= 2, got {k!r}")
-        if not beta >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta!r}")
+        # inf and NaN make the term non-finite; so does a huge beta in float32 (the papers use 0.005-0.01)
+        if not (is_real(beta) and 0 <= beta <= MAX_BETA):
+            raise ValueError(f"beta must be a finite number in [0, {MAX_BETA:g}], got {beta!r}")
         self.beta, self.k, self.form = float(beta), k, form
 
     def log_lid(self, features: torch.Tensor, reference: torch.Tensor | None = None, offset: int = 0):
-        """ln LID (B,) of each feature row, method of moments, against the detached reference.
+        """ln LID (B,) of each feature row, method of moments (the code's k − 1 mean for form="ldreg-code"),
+        against the detached reference.
 
         reference: the local reference set (default: the features); `features` are its rows offset … offset + B − 1.
         It is gathered across ranks when torch.distributed is initialised.
@@ -56,7 +64,8 @@ class LDReg(nn.Module):
         local = features if reference is None else reference
         ref, rank_offset = gather_detached(local)
         k = min(self.k, features.shape[0] - 2)
-        return knn_lid(features, ref, k=k, self_offset=rank_offset + offset).mom.log()
+        estimator_form = "ldreg" if self.form == "ldreg-code" else "literature"
+        return knn_lid(features, ref, k=k, form=estimator_form, self_offset=rank_offset + offset).mom.log()
 
     def forward(self, features: torch.Tensor, reference: torch.Tensor | None = None, offset: int = 0):
         log_lid = self.log_lid(features, reference, offset)

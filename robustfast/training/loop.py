@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from robustfast._util.checks import is_int, is_real, require
+from robustfast._util.checks import (
+    check_dataset,
+    check_finite_tensors,
+    check_not_meta,
+    get_key,
+    is_int,
+    is_real,
+    require,
+)
 from robustfast._util.schedules import EPOCH_SCHEDULES, epoch_lr_factor
 from robustfast._util.seeds import stream_generator
 from robustfast.training.checkpoint import (
@@ -80,7 +89,9 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
     require("grad_clip", grad_clip, grad_clip is None or (is_real(grad_clip) and grad_clip > 0),
            "None or a number > 0")
     require("augment", augment, augment is None or callable(augment), "None or a callable on a batch")
-    require("train_set", train_set, len(train_set) >= 1, "a non-empty dataset")
+    check_dataset(train_set, "train_set")
+    check_not_meta(model)
+    label_max = _check_tensor_set(train_set, model, amp)
     require("loss", loss, loss is None or callable(loss), "None (cross-entropy) or a callable(logits, labels)")
     criterion = F.cross_entropy if loss is None else loss
 
@@ -108,8 +119,18 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
         model.train()
         try:
             for epoch in range(start, epochs):
-                history.append(_train_epoch(model, opt, train_set, epoch, epochs, settings, augment, device,
-                                            progress, amp, channels_last, criterion))
+                record = _train_epoch(model, opt, train_set, epoch, epochs, settings, augment, device,
+                                      progress, amp, channels_last, criterion, label_max)
+                bad = record.pop("first_nonfinite_batch")
+                if bad >= 0:  # checked once per epoch (the epoch's sums are read here anyway), before saving
+                    kept = (f"the last good checkpoint (epoch {len(history)}) in {checkpoint_dir} is kept"
+                            if checkpoint_dir is not None and history else "no checkpoint was written")
+                    raise ValueError(
+                        f"train_set: the loss became NaN or inf at epoch {epoch + 1}, batch {bad} (0-based, "
+                        f"{settings['batch_size']} images per batch in the epoch's shuffled order); the model's "
+                        f"weights are no longer finite and training stopped; {kept}. Check the data for NaN/inf "
+                        "values and labels the loss cannot take, or lower lr")
+                history.append(record)
                 if checkpoint_dir is not None:
                     _save(checkpoint_dir, model, opt, settings, epochs, history, device)
         finally:
@@ -117,10 +138,41 @@ def train_classifier(model: nn.Module, train_set: Dataset, epochs: int, batch_si
     return history
 
 
+def _check_tensor_set(data, model: nn.Module, amp: bool) -> int | None:
+    """For a TensorDataset, what can be checked at entry with one read of the values: float images of the
+    model's dtype, finite; integer labels >= 0, one per image. Returns the largest label (compared with the
+    model's number of outputs at the first batch), or None for other datasets."""
+    if not isinstance(data, TensorDataset) or len(data.tensors) < 2:
+        return None
+    images, labels = data.tensors[:2]
+    if images.is_meta or labels.is_meta:
+        raise ValueError("train_set holds meta tensors (no data); load the images and labels first")
+    if not images.is_floating_point():
+        raise ValueError(f"train_set images must be a floating-point tensor (N×C×H×W in [0, 1]), got dtype "
+                         f"{images.dtype}")
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if param is not None and not amp and images.dtype != param.dtype:
+        raise ValueError(f"train_set images are {images.dtype} but the model's parameters are {param.dtype}; "
+                         f"convert one of them (e.g. images.to({param.dtype}))")
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or labels.dim() != 1:
+        raise ValueError(f"train_set labels must be a 1-d integer tensor of class indices, got dtype {labels.dtype} "
+                         f"and shape {tuple(labels.shape)}")
+    finite = torch.isfinite(images.flatten(1) if images.dim() > 1 else images)
+    if finite.dim() > 1:
+        finite = finite.all(1)
+    lo, hi, first_bad = labels.min(), labels.max(), (~finite).nonzero()[:1]
+    if len(first_bad):
+        raise ValueError(f"train_set images must be finite: image {int(first_bad)} contains NaN or inf")
+    if int(lo) < 0:
+        raise ValueError(f"train_set labels must be class indices >= 0, got a label {int(lo)}")
+    return int(hi)
+
+
 def _train_epoch(model, opt, data, epoch, epochs, settings, augment, device, progress, amp,
-                 channels_last, criterion) -> dict:
+                 channels_last, criterion, label_max=None) -> dict:
     bs = settings["batch_size"]
     steps = math.ceil(settings["n"] / bs)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # the first batch with a non-finite loss
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
@@ -135,9 +187,23 @@ def _train_epoch(model, opt, data, epoch, epochs, settings, augment, device, pro
             x = augment(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as err:  # a dtype, rank or channel count the model cannot take
+            raise ValueError(f"train_set: images of shape {tuple(x.shape)} and dtype {x.dtype} (epoch {epoch + 1}, "
+                             f"batch {i}) do not fit the model: {' '.join(str(err).split())[:300]}") from None
+        if i == 0 and label_max is not None and logits.dim() == 2 and label_max >= logits.shape[1]:
+            raise ValueError(f"train_set labels must lie in [0, {logits.shape[1]}) for a model with "
+                             f"{logits.shape[1]} outputs, got a label {label_max}")
+        try:
+            loss = criterion(logits.float(), y)
+        except IndexError as err:  # cross-entropy on the CPU with a label out of range
+            raise ValueError(f"train_set labels must lie in [0, {logits.shape[-1]}) (epoch {epoch + 1}, batch {i}): "
+                             f"{err}") from None
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), i, first_bad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if settings["grad_clip"] is not None:
@@ -151,7 +217,7 @@ def _train_epoch(model, opt, data, epoch, epochs, settings, augment, device, pro
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
     bar.close()
     return {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "acc": correct.item() / seen, "lr": start_lr,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "first_nonfinite_batch": int(first_bad.item())}
 
 
 def _save(directory, model, opt, settings, epochs, history, device) -> None:
@@ -167,7 +233,21 @@ def _save(directory, model, opt, settings, epochs, history, device) -> None:
 
 def _restore(ckpt, model, opt, settings, epochs, device, directory) -> tuple[int, list[dict]]:
     tensors, state = ckpt
-    differ = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
+    source = Path(directory) / "checkpoint.json"
+    saved_settings = get_key(state, "settings", source, dict)
+    done, saved_epochs = get_key(state, "epoch", source, int), get_key(state, "epochs", source, int)
+    history = get_key(state, "history", source, list)
+    get_key(state, "optimizer", source, dict)
+    if not 1 <= done <= saved_epochs or len(history) != done:
+        raise ValueError(f"{source}: key 'epoch' must lie in [1, epochs={saved_epochs}] and match the "
+                         f"{len(history)} entries of 'history', got {done}; the checkpoint is corrupt")
+    if done > epochs:
+        raise ValueError(f"checkpoint_dir {directory} holds a run that finished {done} epochs, more than "
+                         f"epochs={epochs}; pass epochs >= {done} to resume it or use a new checkpoint_dir")
+    check_finite_tensors({k: v for k, v in tensors.items() if k.startswith("model.")},
+                         f"checkpoint_dir {directory} (model weights)")
+    get_key(tensors, "rng.cpu", f"checkpoint_dir {directory} (tensor file)")
+    differ = {k: (saved_settings.get(k), v) for k, v in settings.items() if saved_settings.get(k) != v}
     if differ:
         raise ValueError(f"checkpoint_dir {directory} holds a run with other settings "
                          f"({', '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in differ.items())}); "
@@ -175,8 +255,12 @@ def _restore(ckpt, model, opt, settings, epochs, device, directory) -> tuple[int
     if state["epochs"] != epochs and settings["schedule"] != "constant" and state["epoch"] < epochs:
         warnings.warn(f"resuming a run of {state['epochs']} epochs as one of {epochs}: the finished epochs "
                       f"followed the {settings['schedule']} schedule for {state['epochs']}", stacklevel=3)
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    optimizer_from_checkpoint(opt, tensors, state["optimizer"])
+    try:
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        optimizer_from_checkpoint(opt, tensors, state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"checkpoint_dir {directory}: the checkpoint does not fit this model and optimizer "
+                         f"({' '.join(str(err).split())[:300]})") from None
     torch.set_rng_state(tensors["rng.cpu"])
     if device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
@@ -187,6 +271,8 @@ def evaluate(model: nn.Module, data, batch_size: int = 512, device=None) -> floa
     """Top-1 accuracy in [0, 1] over a Dataset or DataLoader of (image, label), in eval mode without
     gradients; the model's train/eval mode is restored afterwards. `device` defaults to the model's device."""
     require("batch_size", batch_size, is_int(batch_size) and batch_size >= 1, "an int >= 1")
+    if not isinstance(data, DataLoader):
+        check_dataset(data, "data")
     device = _resolve_device(model, device)
     model.to(device)
     batches = data if isinstance(data, DataLoader) else _batches(data, torch.arange(len(data)), batch_size)
@@ -198,7 +284,14 @@ def evaluate(model: nn.Module, data, batch_size: int = 512, device=None) -> floa
         with torch.no_grad():
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                correct += (model(x).argmax(1) == y).sum()
+                try:
+                    logits = model(x)
+                except torch.OutOfMemoryError:
+                    raise
+                except RuntimeError as err:  # a dtype, rank or channel count the model cannot take
+                    raise ValueError(f"data: images of shape {tuple(x.shape)} and dtype {x.dtype} do not fit the "
+                                     f"model: {' '.join(str(err).split())[:300]}") from None
+                correct += (logits.argmax(1) == y).sum()
                 total += len(y)
     finally:
         model.train(was_training)

@@ -28,6 +28,8 @@ def _check(images, noise, labels, quantization, poison_rate) -> None:
                          f"with labels), got shape {tuple(noise.shape)}")
     if noise.device != images.device:
         raise ValueError(f"noise is on {noise.device} but images are on {images.device}")
+    if not torch.isfinite(noise).all():  # NaN survives the clamp into x' (clamp(NaN) is NaN)
+        raise ValueError("noise contains NaN or inf; it must be finite")
     if labels is None and noise.shape[0] != images.shape[0]:
         raise ValueError(f"sample-wise noise needs one δ per image: noise has {noise.shape[0]} rows for "
                          f"{images.shape[0]} images (pass labels to apply class-wise noise)")

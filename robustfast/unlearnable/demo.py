@@ -10,7 +10,7 @@ from pathlib import Path
 
 from robustfast._util.device import resolve_device
 from robustfast.unlearnable.digits import digits_noise, digits_sets, unlearnable_set, victim_accuracy
-from robustfast.unlearnable.io import save_unlearnable
+from robustfast.unlearnable.io import SIDECAR, save_unlearnable
 
 
 def run(kind: str = "samplewise", max_rounds: int = 30, out: str = "runs/unlearnable", quantize: bool = True,
@@ -29,7 +29,7 @@ def run(kind: str = "samplewise", max_rounds: int = 30, out: str = "runs/unlearn
     meta = {"kind": kind, "dataset": "digits 3x32x32 train", "seed": seed, "quantization": quantization if quantize
             else None, "report": report.to_dict(), "settings": settings}
     path = save_unlearnable(out_dir, *unlearnable.tensors, noise, meta, quantized=quantize)
-    print(f"unlearnable set written to {path} (+ {path.with_suffix('.json').name})")
+    print(f"unlearnable set written to {path} (+ {path.with_name(SIDECAR).name}, which names it)")
     figures = {"kind": kind, "rounds": report.rounds, "converged": report.converged, "noise_seconds": report.seconds,
                "path": str(path)}
     if evaluate:

@@ -35,13 +35,30 @@ def test_legacy_cl_is_the_grid_trigger():
     assert torch.equal(make_trigger("cl_legacy").apply(x), make_trigger("grid").apply(x))
 
 
-def test_fourcorner_marks_every_corner():
-    x = images(n=2, size=12)
-    out = make_trigger("fourcorner").apply(x)
-    for rows, cols in ((slice(0, 3), slice(0, 3)), (slice(0, 3), slice(9, 12)), (slice(9, 12), slice(0, 3)),
-                       (slice(9, 12), slice(9, 12))):
-        assert torch.equal(out[:, :, rows, cols], torch.tensor(patterns.CHECKER).float().expand(2, 3, 3, 3))
-    assert torch.equal(out[:, :, 3:9, 3:9], x[:, :, 3:9, 3:9])
+def test_fourcorner_is_the_published_layout():
+    """The multi-trigger code's _fourCornerTrigger, pixel by pixel at 32×32 (img[row][col] = v, transcribed):
+    the grid faces outwards in each corner, flush at the bottom/right edges and from row/column 1 at the top/left."""
+    ones = {  # (row, col) set to 255 in every channel
+        (31, 31), (31, 29), (30, 30), (29, 31),       # bottom-right: rows 29-31 = 0 0 1 / 0 1 0 / 1 0 1
+        (1, 1), (1, 3), (2, 2), (3, 1),               # top-left:     rows 1-3  = 1 0 1 / 0 1 0 / 1 0 0
+        (31, 1), (31, 3), (30, 2), (29, 1),           # bottom-left:  rows 29-31 = 1 0 0 / 0 1 0 / 1 0 1
+        (1, 31), (1, 29), (2, 30), (3, 31),           # top-right:    rows 1-3  = 1 0 1 / 0 1 0 / 0 0 1
+    }
+    blocks = [(r, c) for rs in (range(1, 4), range(29, 32)) for cs in (range(1, 4), range(29, 32))
+              for r in rs for c in cs]
+    x = images(n=2, size=32, seed=11)
+    for out in (make_trigger("fourcorner").apply(x), make_trigger("fourcorner").apply(as_uint8(x))):
+        out = out if out.dtype != torch.uint8 else out.permute(0, 3, 1, 2).float() / 255
+        for r, c in blocks:
+            assert torch.equal(out[:, :, r, c], torch.full((2, 3), float((r, c) in ones))), (r, c)
+        untouched = torch.ones(32, 32, dtype=torch.bool)
+        untouched[[r for r, _ in blocks], [c for _, c in blocks]] = False
+        assert torch.allclose(out[:, :, untouched], x[:, :, untouched], atol=0.5 / 255 + 1e-6)  # uint8: rounding
+    assert untouched[0].all() and untouched[:, 0].all()  # row 0 and column 0 are never written
+    # the bottom-right block is the BadNets grid
+    assert torch.equal(make_trigger("fourcorner").apply(x)[:, :, 29:, 29:], BadNets().apply(x)[:, :, 29:, 29:])
+    with pytest.raises(ValueError, match="too small"):
+        make_trigger("fourcorner").apply(images(n=1, size=3))
 
 
 @pytest.mark.parametrize("name", ["blend", "sig"])
@@ -93,24 +110,61 @@ def test_smooth_spans_the_full_range_per_image():
     assert q.min() == 0 and abs(q.max() - 0.2) < 1e-12
 
 
-def test_nashville_applies_the_stages_in_order():
-    curves = patterns.nashville_curves() * 255
-    v = torch.arange(256.0)
-    dark = torch.tensor([247.0, 176, 153])[:, None]
-    light = torch.tensor([0.0, 70, 150])[:, None]
-    step1 = torch.floor(0.44 * v + 0.56 * torch.minimum(v, dark) + 0.5)
-    step2 = torch.floor(0.6 * step1 + 0.4 * torch.maximum(step1, light) + 0.5)
-    assert torch.equal(curves.float(), step2)
-    # a mid-grey pixel by hand: curves, then sepia, contrast, brightness, saturation
-    px = torch.full((1, 3, 1, 1), 128 / 255)
-    out = Nashville().apply(px).flatten().double()
-    rgb = curves[:, 128] / 255
-    rgb = patterns.sepia_matrix(0.2) @ rgb
-    rgb = (rgb * 1.2 - 0.1) * 1.05
-    rgb = (patterns.saturation_matrix(1.2) @ rgb).clamp(0, 1)
-    assert torch.allclose(out, rgb, atol=1e-5)
+def pil_style_nashville(rgb: tuple[int, int, int]) -> list[int]:
+    """One 8-bit pixel through the six Nashville stages with PIL's arithmetic, written out by hand: solid-colour
+    composites with an 8-bit alpha and truncating x·y/255 products; colour matrices rounded as v + 0.5 truncated
+    and clipped; point curves rounded half to even and clipped."""
+    def clip(v):
+        return max(0, min(255, v))
+
+    def overlay(v, colour, alpha, pick):
+        return [clip(alpha * pick(a, c) // 255 + (255 - alpha) * a // 255) for a, c in zip(v, colour, strict=True)]
+
+    def matrix(v, m):
+        return [clip(math.floor(sum(m[i][j] * v[j] for j in range(3)) + 0.5)) for i in range(3)]
+
+    v = overlay(list(rgb), (247, 176, 153), 143, min)         # darken, opacity 0.56 -> alpha 143
+    v = overlay(v, (0, 70, 150), 102, max)                    # lighten, opacity 0.4 -> alpha 102
+    v = matrix(v, patterns.sepia_matrix(0.2).tolist())
+    v = [clip(round(a * 1.2 - 153.0 + 127.5)) for a in v]     # contrast 1.2
+    v = [clip(round(a * 1.05)) for a in v]                    # brightness 1.05
+    return matrix(v, patterns.saturation_matrix(1.2).tolist())
+
+
+def test_nashville_applies_the_stages_in_order_with_8_bit_steps():
+    g = torch.Generator().manual_seed(21)
+    pixels = torch.randint(0, 256, (1, 16, 16, 3), generator=g, dtype=torch.uint8)
+    pixels[0, 0, :3] = torch.tensor([[0, 0, 0], [255, 255, 255], [128, 128, 128]], dtype=torch.uint8)
+    out = Nashville().apply(pixels)
+    for rgb, got in zip(pixels.view(-1, 3).tolist(), out.view(-1, 3).tolist(), strict=True):
+        assert got == pil_style_nashville(tuple(rgb)), rgb
     with pytest.raises(ValueError, match="3"):
         Nashville().apply(torch.rand(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_nashville_matches_pilgram(backend):
+    """The multi-trigger code's Nashville is pilgram.nashville: within one level on uint8 images (measured:
+    identical on all 2^24 colours; before the two-pass layout 88 % of values differed, by up to 6)."""
+    pilgram = pytest.importorskip("pilgram", reason="pilgram is in the dev extra")
+    np = pytest.importorskip("numpy")
+    from PIL import Image
+
+    import robustfast
+    from robustfast import _backend
+
+    if backend not in _backend.available(torch.device("cpu")):
+        pytest.skip(f"backend {backend} is not built here")
+    g = torch.Generator().manual_seed(5)
+    batch = torch.randint(0, 256, (8, 32, 32, 3), generator=g, dtype=torch.uint8)
+    levels = torch.arange(0, 256, 5, dtype=torch.uint8)  # a lattice of colours, dark and bright corners included
+    lattice = torch.stack(torch.meshgrid(levels, levels, levels, indexing="ij"), dim=-1).reshape(1, 52 * 52, 52, 3)
+    for images in (batch, lattice):
+        theirs = torch.from_numpy(np.stack([np.asarray(pilgram.nashville(Image.fromarray(a.numpy())))
+                                            for a in images]))
+        with robustfast.use_backend(backend):
+            ours = Nashville().apply(images)
+        assert (ours.int() - theirs.int()).abs().max().item() <= 1
 
 
 def test_wanet_mean_displacement_and_fixed_versus_fresh():

