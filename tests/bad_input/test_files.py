@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
+from robustfast._util import atomic
 from robustfast.backdoor import PoisonedDataset, poison
 from robustfast.data import cifar10
 from robustfast.llm import checkpoint as llm_checkpoint
@@ -284,10 +285,10 @@ def test_unlearnable_save_survives_a_kill_between_its_writes(tmp_path, monkeypat
             raise Killed
         real_replace(src, dst)
 
-    monkeypatch.setattr(unlearnable_io.os, "replace", killed_at_the_commit)
+    monkeypatch.setattr(atomic.os, "replace", killed_at_the_commit)
     with pytest.raises(Killed):
         save_unlearnable(tmp_path, x2, y2, new_noise, {"run": "new"}, quantized=False)
-    monkeypatch.setattr(unlearnable_io.os, "replace", real_replace)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
     assert len(calls) == 2  # the new tensor file was written, the sidecar's commit was killed
     data, noise, meta = load_unlearnable(tmp_path)  # the old pair, whole
     assert meta["run"] == "old" and torch.equal(noise, old_noise) and torch.equal(data.tensors[0], x)
