@@ -39,14 +39,14 @@ from robustfast._util.checks import check_images, check_labels
 from robustfast._util.frozen import frozen_eval, model_device
 
 
-def check_number(value, name: str, minimum: float, integer: bool = False, finite: bool = False):
-    """`value` if it is a number (an integer with `integer=True`; finite with `finite=True`) >= minimum, else a
-    ValueError naming it."""
+def check_number(value, name: str, minimum: float, integer: bool = False, maximum: float = math.inf):
+    """`value` if it is a number (an integer with `integer=True`) in [minimum, maximum], else a ValueError naming
+    it; a finite `maximum` also rejects inf."""
     kind = numbers.Integral if integer else numbers.Real
-    if (isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum
-            or (finite and not math.isfinite(value))):
-        what = "an integer" if integer else "a finite number" if finite else "a number"
-        raise ValueError(f"{name} must be {what} >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, kind) or not minimum <= value <= maximum:
+        what = "an integer" if integer else "a number"
+        bound = f"in [{minimum:g}, {maximum:g}]" if maximum < math.inf else f">= {minimum}"
+        raise ValueError(f"{name} must be {what} {bound}, got {value!r}")
     return value
 
 

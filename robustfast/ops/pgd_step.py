@@ -15,6 +15,9 @@ from robustfast._util.checks import check_bounds, check_float_tensor, check_like
 from robustfast.reference import pgd_step as reference
 
 NORMS = ("Linf", "L2")
+# The largest alpha/eps accepted. Both are lengths in the data's units, where anything past the box [lower, upper]
+# is already unbounded; a larger one can overflow float32 (‖α·g/‖g‖‖² in the L2 projection, or the number itself).
+MAX_RADIUS = 1e18
 
 
 def _fake(x, grad, x0, active, alpha, eps, norm, lower, upper):
@@ -64,7 +67,7 @@ def _check_norm(norm: str) -> None:
 
 def check_step_values(x0: torch.Tensor, *, x: torch.Tensor | None = None, alpha=None, eps=None) -> None:
     """The value checks `pgd_step` leaves to its caller, in one batched host read: `x0` (and `x`) hold no NaN or
-    inf, and per-sample `alpha`/`eps` tensors are finite and >= 0 (numbers are checked by `pgd_step` itself,
+    inf, and per-sample `alpha`/`eps` tensors lie in [0, MAX_RADIUS] (numbers are checked by `pgd_step` itself,
     without a read). A ValueError names the first argument that fails. Call it once where an attack starts,
     never inside its step loop."""
     named = [("x0", x0), ("x", x)]
@@ -72,14 +75,14 @@ def check_step_values(x0: torch.Tensor, *, x: torch.Tensor | None = None, alpha=
     for name, v in (("alpha", alpha), ("eps", eps)):
         if isinstance(v, torch.Tensor) and v.numel():
             v = v.detach()
-            checks.append((name, ~(torch.isfinite(v) & (v >= 0)).all()))
+            checks.append((name, ~((v >= 0) & (v <= MAX_RADIUS)).all()))  # False for NaN too
     if not checks:
         return
     device = checks[0][1].device
     bad = torch.stack([flag.to(device) for _, flag in checks]).tolist()
     for (name, _), b in zip(checks, bad, strict=True):
         if b:
-            what = "finite values >= 0" if name in ("alpha", "eps") else "no NaN or inf"
+            what = f"values in [0, {MAX_RADIUS:g}]" if name in ("alpha", "eps") else "no NaN or inf"
             raise ValueError(f"{name} must hold {what}, got a tensor that does not")
 
 
@@ -93,12 +96,13 @@ def pgd_step(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, *, alpha, ep
     channels_last); the inputs are not modified.
 
     Checks, and who does them. This op runs inside an attack's step loop, so it reads no tensor values (no host
-    read, no GPU sync): it checks types, shapes, dtypes, devices, `norm` and the bounds, and numbers given for
-    `alpha`/`eps` (a Python number: NaN, negative or infinite is a ValueError, with no host read). The caller
-    checks values once, at its entry, with `check_step_values(x0, x=x, alpha=alpha, eps=eps)`: NaN or inf in
-    `x`/`x0` and per-sample `alpha`/`eps` tensors that are negative, NaN or infinite. Unchecked, such values give
-    non-finite or backend-dependent results. `grad` is not checked: a NaN gradient gives a NaN step (the L∞
-    sign of NaN is 0 on every backend). `PGD` and `pgd_random_init` run these checks for you.
+    read, no GPU sync). It checks types, shapes, dtypes, devices, `norm`, the bounds, and numbers given for
+    `alpha`/`eps`: a Python number that is NaN, negative, infinite or above MAX_RADIUS is a ValueError, with no
+    host read. The caller checks values once, at its entry, with `check_step_values(x0, x=x, alpha=alpha,
+    eps=eps)` (one batched host read): NaN or inf in `x`/`x0`, and per-sample `alpha`/`eps` tensors outside
+    [0, MAX_RADIUS]. Unchecked, such values give non-finite or backend-dependent results. `grad` is not checked
+    (it is made inside the loop): a NaN entry is a zero step under L∞ (sign(NaN) = 0) and NaN under L2.
+    `PGD` and `pgd_random_init` run the value checks for you.
     """
     check_float_tensor(x, "x")
     check_like(grad, x, "grad", "x")
@@ -108,8 +112,8 @@ def pgd_step(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, *, alpha, ep
     _check_norm(norm)
     check_bounds(lower, upper)
     n, dtype = x.shape[0], opmath_dtype(x.dtype)
-    alpha = per_sample(alpha, n, "alpha", dtype, x.device, finite=True)
-    eps = per_sample(eps, n, "eps", dtype, x.device, finite=True)
+    alpha = per_sample(alpha, n, "alpha", dtype, x.device, maximum=MAX_RADIUS)
+    eps = per_sample(eps, n, "eps", dtype, x.device, maximum=MAX_RADIUS)
     if active is None:
         active = torch.ones(n, dtype=torch.bool, device=x.device)
     elif not isinstance(active, torch.Tensor) or active.dtype != torch.bool or active.shape != (n,):
@@ -123,14 +127,14 @@ def pgd_random_init(x0: torch.Tensor, *, eps, norm: str = "Linf", lower: float =
 
     Sampling uses torch's RNG on every backend, so a seeded generator gives the same start everywhere.
     It runs once per attack, so it checks values too (one batched host read): x0 finite, a per-sample `eps`
-    tensor finite and >= 0; each failure is a ValueError naming the argument.
+    tensor in [0, MAX_RADIUS]; each failure is a ValueError naming the argument.
     """
     check_float_tensor(x0, "x0")
     if x0.dim() < 1:
         raise ValueError("x0 must have a leading sample dimension")
     _check_norm(norm)
     check_bounds(lower, upper)
-    eps = per_sample(eps, x0.shape[0], "eps", opmath_dtype(x0.dtype), x0.device, finite=True)
+    eps = per_sample(eps, x0.shape[0], "eps", opmath_dtype(x0.dtype), x0.device, maximum=MAX_RADIUS)
     check_step_values(x0, eps=eps)
     if x0.numel() == 0:
         return x0.clone()
