@@ -19,8 +19,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from robustfast.lid.estimate import gmean, lid
 from robustfast._util.checks import is_real
+from robustfast.lid.estimate import gmean, lid
 from robustfast.lid.ldreg import MAX_BETA, LDReg
 from robustfast.models import SmallCNN
 
