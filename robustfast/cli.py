@@ -2,6 +2,9 @@
 unlearnable, lid, ldreg, llm)."""
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from robustfast.attacks.cli import app as attacks_app
@@ -12,7 +15,29 @@ from robustfast.llm.cli import app as llm_app
 from robustfast.losses.cli import app as losses_app
 from robustfast.unlearnable.cli import app as unlearnable_app
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="robustfast: fused kernels for trustworthy ML.")
+# What the library raises for bad user input (an argument, an option, a config or data file). The `robustfast`
+# command prints these as one line, `error: <message>`, on stderr and exits 2 (click's code for usage errors).
+# Everything else is a bug and keeps its traceback; so do these with ROBUSTFAST_TRACEBACK=1.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+
+
+class _App(typer.Typer):
+    """The root app: running it (the console script, `python -m robustfast.cli`) turns a user error into one line
+    on stderr and exit status 2. Sub-apps need nothing of their own. `typer.testing.CliRunner` invokes the click
+    command beneath, so tests there still see the exception itself."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except USER_ERRORS as err:
+            if os.environ.get("ROBUSTFAST_TRACEBACK", "") not in ("", "0"):
+                raise
+            message = " ".join(str(err).split()) or type(err).__name__
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+
+app = _App(add_completion=False, no_args_is_help=True, help="robustfast: fused kernels for trustworthy ML.")
 
 
 @app.command()

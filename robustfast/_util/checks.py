@@ -50,11 +50,17 @@ def check_like(t, ref: torch.Tensor, name: str, ref_name: str) -> None:
         raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; move both to one device")
 
 
-def per_sample(v, n: int, name: str, dtype: torch.dtype, device: torch.device, minimum: float = 0.0):
-    """A number or a tensor of shape () or (n,) as a contiguous (n,) tensor of `dtype`."""
+def per_sample(v, n: int, name: str, dtype: torch.dtype, device: torch.device, minimum: float = 0.0,
+               maximum: float = math.inf):
+    """A number or a tensor of shape () or (n,) as a contiguous (n,) tensor of `dtype`.
+
+    A number is checked here (not NaN, minimum <= v <= maximum; a finite `maximum` also rejects inf), without
+    any host read; a tensor's values are not read: its caller checks them once, outside any step loop."""
     if isinstance(v, numbers.Real) and not isinstance(v, bool):
         if not v >= minimum:  # also rejects NaN
             raise ValueError(f"{name} must be >= {minimum}, got {v}")
+        if not v <= maximum:
+            raise ValueError(f"{name} must be a finite number <= {maximum:g}, got {v}")
         return torch.full((n,), float(v), dtype=dtype, device=device)
     if isinstance(v, torch.Tensor):
         if v.dim() == 0:

@@ -24,11 +24,13 @@ A subclass adds its own settings and implements `perturb`; everything else comes
                 score = attack_loss(self.forward(x), y, "ce", targeted=False)
             return self.pick_restart(x, score, images.shape[0])
 
-Calling the attack (`attack(images, labels)`) runs `check_inputs`, then `perturb` inside `frozen_eval`: the
-model's train/eval mode and `requires_grad` flags are restored afterwards.
+Calling the attack (`attack(images, labels)`) runs `check_inputs`, then, inside `frozen_eval`, `check_label_range`
+(labels within the model's classes) and `perturb`: the model's train/eval mode and `requires_grad` flags are
+restored afterwards.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -37,12 +39,14 @@ from robustfast._util.checks import check_images, check_labels
 from robustfast._util.frozen import frozen_eval, model_device
 
 
-def check_number(value, name: str, minimum: float, integer: bool = False):
-    """`value` if it is a number (an integer with `integer=True`) >= minimum, else a ValueError naming it."""
+def check_number(value, name: str, minimum: float, integer: bool = False, maximum: float = math.inf):
+    """`value` if it is a number (an integer with `integer=True`) in [minimum, maximum], else a ValueError naming
+    it; a finite `maximum` also rejects inf."""
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
+    if isinstance(value, bool) or not isinstance(value, kind) or not minimum <= value <= maximum:
         what = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {what} >= {minimum}, got {value!r}")
+        bound = f"in [{minimum:g}, {maximum:g}]" if maximum < math.inf else f">= {minimum}"
+        raise ValueError(f"{name} must be {what} {bound}, got {value!r}")
     return value
 
 
@@ -97,6 +101,26 @@ class Attack:
         if device is not None and device != images.device:
             raise ValueError(f"the model is on {device} but images are on {images.device}; move one of them")
 
+    def check_label_range(self, images, labels) -> None:
+        """Labels in [0, classes), where classes is the width of the model's logits (one forward of one image
+        without gradients, and one batched host read of the labels' range). Runs in eval mode, from `__call__`.
+        An image the model cannot take (dtype, channels, size) is a ValueError naming `images`."""
+        try:
+            with torch.no_grad():
+                logits = self.forward(images[:1])
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as err:
+            raise ValueError(f"images of shape {tuple(images.shape)} and dtype {images.dtype} do not fit the model: "
+                             f"{' '.join(str(err).split())[:300]}") from None
+        if logits.dim() != 2:
+            return  # not a classifier's N×classes logits: nothing to check the labels against
+        classes = logits.shape[1]
+        lo, hi = torch.stack([labels.min(), labels.max()]).tolist()
+        if lo < 0 or hi >= classes:
+            raise ValueError(f"labels must lie in [0, {classes}) for a model with {classes} outputs, "
+                             f"got labels in [{lo}, {hi}]")
+
     def tile_restarts(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(images repeated `restarts` times in the attack's memory format, labels repeated as int64): restart k
         of sample i is row k·N + i."""
@@ -113,5 +137,7 @@ class Attack:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.check_inputs(images, labels)
-        with frozen_eval(self.model), torch.enable_grad():  # callers often hold no_grad around evaluation
-            return self.perturb(images, labels)
+        with frozen_eval(self.model):
+            self.check_label_range(images, labels)
+            with torch.enable_grad():  # callers often hold no_grad around evaluation
+                return self.perturb(images, labels)

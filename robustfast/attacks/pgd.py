@@ -7,6 +7,7 @@ from robustfast._util.checks import opmath_dtype, per_sample
 from robustfast.attacks.base import Attack, check_number
 from robustfast.attacks.loss import LOSSES, attack_loss
 from robustfast.ops import pgd_random_init, pgd_step
+from robustfast.ops.pgd_step import MAX_RADIUS
 
 NORMS = ("Linf", "L2")
 
@@ -33,8 +34,8 @@ class PGD(Attack):
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        self.eps = check_number(eps, "eps", 0.0)
-        self.alpha = check_number(alpha, "alpha", 0.0)
+        self.eps = check_number(eps, "eps", 0.0, maximum=MAX_RADIUS)
+        self.alpha = check_number(alpha, "alpha", 0.0, maximum=MAX_RADIUS)
         self.steps = check_number(steps, "steps", 1, integer=True)
         super().__init__(model, restarts=restarts, seed=seed, amp=amp, compile=compile, channels_last=channels_last)
         self.norm, self.loss, self.targeted = norm, loss, bool(targeted)

@@ -19,8 +19,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
+from robustfast._util.checks import is_real
 from robustfast.lid.estimate import gmean, lid
-from robustfast.lid.ldreg import LDReg
+from robustfast.lid.ldreg import MAX_BETA, LDReg
 from robustfast.models import SmallCNN
 
 METHODS = ("simclr", "byol")
@@ -182,10 +183,17 @@ def evaluate_ssl(model: SSLModel, train_set: TensorDataset, test_set: TensorData
     return {"probe_acc": acc, "gmean_lid": gmean(lid(test_f, k=k)).item()}
 
 
+def _check_beta(beta) -> None:
+    """beta as LDReg takes it, also where 0 means "no LDReg" (NaN > 0 is False: it would train without it)."""
+    if not (is_real(beta) and 0 <= beta <= MAX_BETA):
+        raise ValueError(f"beta must be a finite number in [0, {MAX_BETA:g}], got {beta!r}")
+
+
 def run(train_set: TensorDataset, test_set: TensorDataset, method: str = "simclr", beta: float = 0.0,
         k: int = 16, form: str = "l1", **train_kwargs) -> dict:
     """Train with LDReg(beta, k, form) (none when beta is 0) and evaluate: {"method", "beta", "probe_acc",
     "gmean_lid", "seconds", "history"}."""
+    _check_beta(beta)
     t0 = time.perf_counter()
     ldreg = LDReg(beta=beta, k=k, form=form) if beta > 0 else None
     model, history = train_ssl(train_set, method=method, ldreg=ldreg, **train_kwargs)
@@ -199,6 +207,7 @@ def digits_comparison(method: str = "simclr", beta: float = 0.1, k: int = 16, ep
     from robustfast._util.device import resolve_device
     from robustfast.data import digits
 
+    _check_beta(beta)  # before the run without LDReg, not after it
     dev = resolve_device(device)
     train, test = digits("train", size=size, channels=3), digits("test", size=size, channels=3)
     return [run(train, test, method=method, beta=b, k=k, epochs=epochs, batch_size=batch_size, width=width, lr=3e-3,

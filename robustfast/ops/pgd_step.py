@@ -2,7 +2,9 @@
 
 The op robustfast::pgd_step (see robustfast._backend for what registration gives): reference
 robustfast.reference.pgd_step, Triton kernels.pgd_step, C++ csrc/cpu/pgd_step.cpp, CUDA csrc/cuda/pgd_step_cuda.cpp.
-No autograd: the step is applied to a detached input. Checks read no tensor values (no host sync).
+No autograd: the step is applied to a detached input. `pgd_step` reads no tensor values (no host sync): it runs
+inside an attack's step loop. `check_step_values` (one batched host read) is what its caller runs once, at entry;
+`pgd_random_init`, which runs once per attack, runs it itself.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from robustfast._util.checks import check_bounds, check_float_tensor, check_like
 from robustfast.reference import pgd_step as reference
 
 NORMS = ("Linf", "L2")
+# The largest alpha/eps accepted. Both are lengths in the data's units, where anything past the box [lower, upper]
+# is already unbounded; a larger one can overflow float32 (‖α·g/‖g‖‖² in the L2 projection, or the number itself).
+MAX_RADIUS = 1e18
 
 
 def _fake(x, grad, x0, active, alpha, eps, norm, lower, upper):
@@ -60,6 +65,27 @@ def _check_norm(norm: str) -> None:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
+def check_step_values(x0: torch.Tensor, *, x: torch.Tensor | None = None, alpha=None, eps=None) -> None:
+    """The value checks `pgd_step` leaves to its caller, in one batched host read: `x0` (and `x`) hold no NaN or
+    inf, and per-sample `alpha`/`eps` tensors lie in [0, MAX_RADIUS] (numbers are checked by `pgd_step` itself,
+    without a read). A ValueError names the first argument that fails. Call it once where an attack starts,
+    never inside its step loop."""
+    named = [("x0", x0), ("x", x)]
+    checks = [(name, ~torch.isfinite(t.detach()).all()) for name, t in named if isinstance(t, torch.Tensor)]
+    for name, v in (("alpha", alpha), ("eps", eps)):
+        if isinstance(v, torch.Tensor) and v.numel():
+            v = v.detach()
+            checks.append((name, ~((v >= 0) & (v <= MAX_RADIUS)).all()))  # False for NaN too
+    if not checks:
+        return
+    device = checks[0][1].device
+    bad = torch.stack([flag.to(device) for _, flag in checks]).tolist()
+    for (name, _), b in zip(checks, bad, strict=True):
+        if b:
+            what = f"values in [0, {MAX_RADIUS:g}]" if name in ("alpha", "eps") else "no NaN or inf"
+            raise ValueError(f"{name} must hold {what}, got a tensor that does not")
+
+
 def pgd_step(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, *, alpha, eps, norm: str = "Linf",
              active: torch.Tensor | None = None, lower: float = 0.0, upper: float = 1.0) -> torch.Tensor:
     """One projected-gradient step, fused: step along sign(grad) (L∞) or grad/‖grad‖₂ (L2), project onto the
@@ -68,6 +94,15 @@ def pgd_step(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, *, alpha, ep
     x, grad, x0: same shape N×..., same dtype. alpha, eps: numbers or per-sample tensors of shape (N,).
     active: bool tensor (N,), default all True. Returns a new tensor in x's memory layout (contiguous or
     channels_last); the inputs are not modified.
+
+    Checks, and who does them. This op runs inside an attack's step loop, so it reads no tensor values (no host
+    read, no GPU sync). It checks types, shapes, dtypes, devices, `norm`, the bounds, and numbers given for
+    `alpha`/`eps`: a Python number that is NaN, negative, infinite or above MAX_RADIUS is a ValueError, with no
+    host read. The caller checks values once, at its entry, with `check_step_values(x0, x=x, alpha=alpha,
+    eps=eps)` (one batched host read): NaN or inf in `x`/`x0`, and per-sample `alpha`/`eps` tensors outside
+    [0, MAX_RADIUS]. Unchecked, such values give non-finite or backend-dependent results. `grad` is not checked
+    (it is made inside the loop): a NaN entry is a zero step under L∞ (sign(NaN) = 0) and NaN under L2.
+    `PGD` and `pgd_random_init` run the value checks for you.
     """
     check_float_tensor(x, "x")
     check_like(grad, x, "grad", "x")
@@ -77,8 +112,8 @@ def pgd_step(x: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor, *, alpha, ep
     _check_norm(norm)
     check_bounds(lower, upper)
     n, dtype = x.shape[0], opmath_dtype(x.dtype)
-    alpha = per_sample(alpha, n, "alpha", dtype, x.device)
-    eps = per_sample(eps, n, "eps", dtype, x.device)
+    alpha = per_sample(alpha, n, "alpha", dtype, x.device, maximum=MAX_RADIUS)
+    eps = per_sample(eps, n, "eps", dtype, x.device, maximum=MAX_RADIUS)
     if active is None:
         active = torch.ones(n, dtype=torch.bool, device=x.device)
     elif not isinstance(active, torch.Tensor) or active.dtype != torch.bool or active.shape != (n,):
@@ -91,9 +126,16 @@ def pgd_random_init(x0: torch.Tensor, *, eps, norm: str = "Linf", lower: float =
     """A random start drawn uniformly from the ε-ball around x0 (the L∞ cube, or the L2 ball), clamped.
 
     Sampling uses torch's RNG on every backend, so a seeded generator gives the same start everywhere.
+    It runs once per attack, so it checks values too (one batched host read): x0 finite, a per-sample `eps`
+    tensor in [0, MAX_RADIUS]; each failure is a ValueError naming the argument.
     """
     check_float_tensor(x0, "x0")
+    if x0.dim() < 1:
+        raise ValueError("x0 must have a leading sample dimension")
     _check_norm(norm)
     check_bounds(lower, upper)
-    eps = per_sample(eps, x0.shape[0], "eps", opmath_dtype(x0.dtype), x0.device)
+    eps = per_sample(eps, x0.shape[0], "eps", opmath_dtype(x0.dtype), x0.device, maximum=MAX_RADIUS)
+    check_step_values(x0, eps=eps)
+    if x0.numel() == 0:
+        return x0.clone()
     return reference.pgd_random_init(x0, eps, norm, float(lower), float(upper), generator)

@@ -4,7 +4,7 @@
 
     L∞:  x' = x + α·sign(g)
     L2:  x' = x + α·g / (‖g‖₂ + 1e-10)
-    then δ = x' − x₀ projected onto the ε-ball (clip for L∞, rescale to ‖δ‖₂ ≤ ε for L2),
+    then δ = x' − x₀ projected onto the ε-ball (clip for L∞, rescale to ‖δ‖₂ ≤ ε for L2; δ = 0 stays 0),
     x' = clamp(x₀ + δ, lower, upper), and samples whose `active` flag is off keep x.
 
 α and ε are per-sample tensors of shape (N,). The arithmetic runs in float32 (float64 for float64 data) and
@@ -35,7 +35,10 @@ def pgd_step(x, grad, x0, active, alpha, eps, norm: str, lower: float, upper: fl
         stepped = x + a * (grad / _per_sample(g_norm, x))
         delta = stepped - x0
         d_norm = delta.reshape(n, -1).norm(p=2, dim=1)
-        factor = torch.clamp(eps.to(x.dtype) / d_norm, max=1.0)  # ‖δ‖ = 0 gives inf, clamped to 1
+        # min(ε/‖δ‖, 1), and 1 when δ vanishes (no rescaling needed), as the C++ kernel does: without the guard
+        # ε = ‖δ‖ = 0 (e.g. α = ε = 0 from x = x₀) gives 0/0 = NaN.
+        factor = torch.clamp(eps.to(x.dtype) / d_norm, max=1.0)
+        factor = torch.where(d_norm == 0, torch.ones_like(factor), factor)
         delta = delta * _per_sample(factor, x)
     else:
         raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")

@@ -172,3 +172,12 @@ def test_llm_integer_output_is_still_read_as_a_string(tmp_path):
     path = tmp_path / "rows.json"
     path.write_text('[{"instruction": "rate it", "input": "", "output": 0}]')
     assert load_examples(path)[0]["output"] == "0"
+
+
+@pytest.mark.parametrize("beta", [math.nan, math.inf, -0.1, 1e7, "0.1", None])
+def test_ssl_comparison_names_beta_before_training(beta):
+    """NaN > 0 is False: `robustfast ldreg --beta nan` trained twice without LDReg and reported it as beta=nan."""
+    from robustfast.lid.ssl import digits_comparison
+
+    with rejected("beta"):
+        digits_comparison(beta=beta, epochs=1)
