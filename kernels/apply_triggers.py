@@ -112,11 +112,62 @@ def _apply_triggers_kernel(x_ptr, out_ptr, ids_ptr, flags_ptr, lut_ptr, colour_p
             tl.store(out_ptr + off, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+def _check_launch(images, trigger_ids, flags, lut, colour, weight, pattern, pattern_index, additive) -> None:
+    """What the kernel indexes with, checked at launch (a ValueError naming the argument): shapes, dtypes, devices
+    and contiguity from metadata (no host read); the index ranges (trigger_ids in [-1, T), pattern_index in [0, P)
+    for triggered images, flags in [0, 127]) only for CPU tensors (the interpreter), where reading them costs no
+    device synchronisation. On a GPU the ranges are the caller's: the public robustfast.ops.apply_triggers checks
+    them in its one batched host read, and this kernel op (robustfast::_apply_triggers_triton) is private."""
+    if images.dim() != 4:
+        raise ValueError(f"apply_triggers: images must be N×C×H×W, got shape {tuple(images.shape)}")
+    if images.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8):
+        raise ValueError(f"apply_triggers: images must be float32, float64, float16, bfloat16 or uint8, got "
+                         f"{images.dtype}")
+    if not (images.is_contiguous() or images.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError("apply_triggers: images must be contiguous or channels_last")
+    n, c, h, w = images.shape
+    if flags.dim() != 1 or flags.shape[0] < 1:
+        raise ValueError(f"apply_triggers: flags must be (T,) with T >= 1, got shape {tuple(flags.shape)}")
+    if lut.dim() != 3 or lut.shape[2] < 2:
+        raise ValueError(f"apply_triggers: lut must be (T, C, L) with L >= 2, got shape {tuple(lut.shape)}")
+    if pattern.dim() != 4 or pattern.shape[0] < 1:
+        raise ValueError(f"apply_triggers: pattern must be (P, C, H, W), got shape {tuple(pattern.shape)}")
+    t = flags.shape[0]
+    op_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+    want = {"trigger_ids": (trigger_ids, torch.int64, (n,)), "pattern_index": (pattern_index, torch.int64, (n,)),
+            "flags": (flags, torch.int32, (t,)), "lut": (lut, op_dtype, (t, c, lut.shape[2])),
+            "colour": (colour, op_dtype, (t, c, c + 1)), "weight": (weight, op_dtype, (t, c, h, w)),
+            "additive": (additive, op_dtype, (t, c, h, w)), "pattern": (pattern, op_dtype, (pattern.shape[0], c, h, w))}
+    for name, (v, dtype, shape) in want.items():
+        if v.device != images.device:
+            raise ValueError(f"apply_triggers: {name} must be on the images' device ({images.device}), got {v.device}")
+        if v.dtype != dtype:
+            raise ValueError(f"apply_triggers: {name} must be {dtype}, got {v.dtype}")
+        if tuple(v.shape) != tuple(shape):
+            raise ValueError(f"apply_triggers: {name} must have shape {tuple(shape)}, got {tuple(v.shape)}")
+        if not v.is_contiguous():
+            raise ValueError(f"apply_triggers: {name} must be contiguous")
+    if images.device.type != "cpu" or n == 0 or torch.compiler.is_compiling():
+        return
+    ids, rows = trigger_ids.tolist(), pattern_index.tolist()
+    for i, f in enumerate(flags.tolist()):
+        if not 0 <= f <= 127:
+            raise ValueError(f"apply_triggers: flags must be sums of the stage bits (0..127), got flags[{i}] = {f}")
+    for i, (k, r) in enumerate(zip(ids, rows, strict=True)):
+        if not -1 <= k < t:
+            raise ValueError(f"apply_triggers: trigger_ids must lie in [-1, {t}) for {t} triggers, got "
+                             f"trigger_ids[{i}] = {k}")
+        if k >= 0 and not 0 <= r < pattern.shape[0]:
+            raise ValueError(f"apply_triggers: pattern_index must lie in [0, {pattern.shape[0]}), the rows of "
+                             f"pattern, got pattern_index[{i}] = {r}")
+
+
 def apply_triggers_triton(images, trigger_ids, flags, lut, colour, weight, pattern, pattern_index,
                           additive) -> torch.Tensor:
-    """Launch on validated inputs (robustfast.ops.apply_triggers ensures them): images N×C×H×W, each sample one
-    dense block (contiguous or channels_last); parameters contiguous in the compute dtype. The output takes the
-    images' layout."""
+    """Launch on inputs validated by robustfast.ops.apply_triggers: images N×C×H×W, each sample one dense block
+    (contiguous or channels_last); parameters contiguous in the compute dtype. The output takes the images'
+    layout. `_check_launch` checks what the kernel indexes with (index ranges on CPU tensors only; see there)."""
+    _check_launch(images, trigger_ids, flags, lut, colour, weight, pattern, pattern_index, additive)
     out = torch.empty_like(images)
     n, c, h, w = images.shape
     hw = h * w

@@ -6,7 +6,10 @@ chunks, so any K works. `_row_stats`, shared by forward and backward, makes
   ℓ_k = (z_k − m) − ln s, S = Σ_k ℓ_k (a sum of non-positive terms, no cancellation) and ℓ_y;
 - a second sweep, compiled in only for the kinds that need per-class terms once ln s is known: the clamped sums
   of RCE/NRCE (R = Σ_{k≠y} p̃_k, P = Σ_{k≠y, p_k≥1e−7} p_k and C = Σ_{k≠y, p_k<1e−7} p_k), of NGCE (T = Σ_k p̃_k^q,
-  Σ_{k unclamped} p_k^q) and NFL's detached denominator D_F = Σ_k (1−p_k)^γ (−ℓ_k).
+  Σ_{k unclamped} p_k^q) and NFL's denominator D_F = Σ_k (1−p_k)^γ (−ℓ_k).
+NFL's backward takes one more sweep (`_focal_sums`) for W = Σ_k w_k and U = Σ_k u_k (w_k = (1−p_k)^γ,
+u_k = p_k w_k ℓ_k/(1−p_k)): D_F keeps its gradient through ℓ_k (the factors w_k detached unless DETACH is false,
+as in the published code), which adds c_fw·w_j + c_fu·u_j to each element.
 The forward maps the statistics to the loss; the backward recomputes them and writes, in one more sweep,
     dL/dz_j = g·[c_pe (p_j − e_j) + c_p p_j + c_0 + c_q p_j^q·1[unclamped] + p_j·(c_in if j≠y and unclamped
                  else c_out)]
@@ -126,6 +129,33 @@ def _row_stats(z_ptr, y_ptr, rows, rmask, K, gamma, q, ACT: tl.constexpr, PAS: t
 
 
 @triton.jit
+def _focal_u(logp, p, w):
+    """u = p w ℓ/(1−p), with ℓ/(1−p) → −1 as p → 1."""
+    not_p = -_expm1(logp)
+    pos = not_p > 0
+    return p * w * tl.where(pos, logp / tl.where(pos, not_p, 1.0), -1.0)
+
+
+@triton.jit
+def _focal_sums(z_ptr, rows, rmask, K, m, log_s, gamma, CDT: tl.constexpr, ROWS: tl.constexpr,
+                BLOCK: tl.constexpr):
+    """W = Σ_k (1−p_k)^γ and U = Σ_k u_k of NFL's gradient."""
+    cols = tl.arange(0, BLOCK)
+    base = rows.to(tl.int64) * K
+    w_sum = tl.zeros([ROWS], dtype=CDT)
+    u_sum = tl.zeros([ROWS], dtype=CDT)
+    for start in range(0, K, BLOCK):
+        c = start + cols
+        cm = c < K
+        z = tl.load(z_ptr + base[:, None] + c[None, :], mask=rmask[:, None] & cm[None, :], other=0.0).to(CDT)
+        logp = (z - m[:, None]) - log_s[:, None]
+        w = _pow01(-_expm1(logp), gamma)
+        w_sum += tl.sum(tl.where(cm[None, :], w, 0.0), axis=1)
+        u_sum += tl.sum(tl.where(cm[None, :], _focal_u(logp, tl.exp(logp), w), 0.0), axis=1)
+    return w_sum, u_sum
+
+
+@triton.jit
 def _focal_factor(logp_y, not_p_y, gamma, DETACH: tl.constexpr):
     """The c of FL's c·(p − e): (1−p_y)^γ, times 1 − γ p_y ℓ_y/(1−p_y) (→ 1 + γ as p_y → 1) when the factor
     is differentiated (DETACH false)."""
@@ -242,7 +272,20 @@ def _robust_loss_bwd_kernel(g_ptr, z_ptr, y_ptr, dz_ptr, B, K, wa_hi, wa_lo, wp_
     wp = _hyper(wp_hi, wp_lo, CDT)
     c_pe, c_p, c_0, c_q, c_in, c_out = _grad_coefs(K, gamma, q, logp_y, sum_logp, rce_pass, rce_cut, pow_sum,
                                                    pow_grad_sum, focal_norm, wa, wp, ACT, PAS, DETACH)
+    c_fw = logp_y * 0.0
+    c_fu = c_fw
+    if ACT == 5:
+        # ∇(N/D) = ∇N/D − (N/D²)∇D, ∂D/∂z_j = −w_j + p_j W (+ γ(u_j − p_j U) when not detached)
+        w_sum, u_sum = _focal_sums(z_ptr, rows, rmask, K, m, log_s, gamma, CDT, ROWS, BLOCK)
+        r = wa * (_pow01(-_expm1(logp_y), gamma) * -logp_y) / (focal_norm * focal_norm)
+        c_fw += r
+        c_p -= r * w_sum
+        if not DETACH:
+            c_fu -= gamma * r
+            c_p += gamma * r * u_sum
     g = tl.load(g_ptr + rows, mask=rmask, other=0.0).to(CDT)
+    c_fw = (g * c_fw)[:, None]
+    c_fu = (g * c_fu)[:, None]
     c_pe = (g * c_pe)[:, None]
     c_p = (g * c_p)[:, None]
     c_0 = (g * c_0)[:, None]
@@ -262,6 +305,9 @@ def _robust_loss_bwd_kernel(g_ptr, z_ptr, y_ptr, dz_ptr, B, K, wa_hi, wa_lo, wp_
         dz = c_pe * tl.where(is_y, p_y_m1, p) + c_p * p + c_0
         if ACT == 6:
             dz += c_q * tl.where(logp >= _LOG_P_MIN, tl.exp(q * logp), 0.0)
+        if ACT == 5:
+            w = _pow01(-_expm1(logp), gamma)
+            dz += c_fw * w + c_fu * _focal_u(logp, p, w)
         if (PAS == 2) or (PAS == 4):
             dz += p * tl.where((logp >= _LOG_P_MIN) & ~is_y, c_in, c_out)
         tl.store(dz_ptr + base[:, None] + c[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask)

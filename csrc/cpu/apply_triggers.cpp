@@ -46,7 +46,7 @@ void lut_stage(opmath_t* buf, const opmath_t* lut, int64_t c, int64_t hw, int64_
       const opmath_t pos = row[i] * scale;
       const opmath_t i0 = clamp_keep_nan(std::floor(pos), opmath_t(0), top);
       const opmath_t frac = pos - i0;
-      const int64_t idx = static_cast<int64_t>(i0);
+      const int64_t idx = std::isnan(i0) ? 0 : static_cast<int64_t>(i0);  // NaN stays NaN through frac
       const opmath_t lo = curve[idx];
       row[i] = lo + frac * (curve[idx + 1] - lo);
     }
@@ -162,6 +162,8 @@ at::Tensor apply_triggers_cpu(const at::Tensor& images, const at::Tensor& trigge
                               const at::Tensor& pattern, const at::Tensor& pattern_index, const at::Tensor& additive) {
   check_apply_triggers_args(images, trigger_ids, flags, lut, colour, weight, pattern, pattern_index, additive,
                             c10::DeviceType::CPU);
+  check_apply_triggers_indices(trigger_ids.const_data_ptr<int64_t>(), pattern_index.const_data_ptr<int64_t>(),
+                               flags.const_data_ptr<int32_t>(), trigger_ids.size(0), flags.size(0), pattern.size(0));
   at::Tensor out = at::empty_like(images);  // the images' strides: contiguous or channels_last
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, images.scalar_type(), "apply_triggers_cpu",

@@ -10,11 +10,13 @@
 //            later sweeps take p_k = e^{z_k−m}/s without another exp;
 //   sweep 3  (RCE/NRCE, NGCE, NFL only: their terms need lse first) over k ≠ y: Σ p_k unclamped, Σ p_k clamped and
 //            the clamped count (RCE's value and gradient, each from a direct sum); Σ_k p_k^q unclamped (NGCE);
-//            D_F = −Σ_k (1−p_k)^γ ℓ_k (NFL);
+//            D_F = −Σ_k w_k ℓ_k, W = Σ_k w_k and U = Σ_k u_k (NFL; w_k = (1−p_k)^γ, u_k = p_k w_k ℓ_k/(1−p_k));
 //   forward  the loss from these scalars; backward recomputes them and writes the gradient in one more sweep as
 //            grad_j = p_j·(clamped ? Pn : Pm) + C + [unclamped]·Q·p_j^q for j ≠ y, and grad_y from scalars,
 //            with per-row coefficients Pm, Pn, C, Q gathered from every term of the kind (see row_coefs).
 // FL's factor (1−p_y)^γ is detached in the backward unless detach_focal_factor is false (the reference's switch).
+// NFL (as the published code) detaches the factors (1−p_k)^γ of its normaliser D_F but not its ℓ_k; with
+// detach_focal_factor false nothing is detached. Its gradient adds F_w·w_j + F_u·u_j per element (write sweep).
 // Arithmetic is in the opmath type (float; double for double logits). Rows are spread over threads with
 // at::parallel_for; each sweep reads the row (in L1/L2 after the first) in chunks of 8 floats. The float sweeps
 // use 8-wide GCC vector extensions with a polynomial exp/log (Cephes, 1–2 ulp), compiled twice: for AVX2+FMA
@@ -147,6 +149,8 @@ struct RowStats {
   T low_cnt = 0;  // #{k≠y : clamped}                 [clamps]
   T pq_sum = 0;   // Σ_{k unclamped} p_k^q             [pow_q]
   T d_f = 0;      // −Σ (1 − p_k)^γ ℓ_k                  [focal]
+  T w_sum = 0;    // W = Σ w_k, w_k = (1 − p_k)^γ         [focal]
+  T u_sum = 0;    // U = Σ u_k, u_k = p_k w_k ℓ_k/(1 − p_k) [focal]
   T zy = 0;       // z_y
 };
 
@@ -202,7 +206,8 @@ RL_INLINE void row_clamp_stats(const Row<S>& row, const typename Simd::T* ebuf, 
   const V m = Simd::splat(st.m), logs = Simd::splat(st.logs), zero = Simd::splat(T(0)), one = Simd::splat(T(1));
   const V inv_s = Simd::splat(st.inv_s);
   const V log_thr = Simd::splat(P.log_thr), q = Simd::splat(P.q), gamma = Simd::splat(P.gamma);
-  V hi_sum = zero, low_sum = zero, low_cnt = zero, pq_sum = zero, d_f = zero;
+  V hi_sum = zero, low_sum = zero, low_cnt = zero, pq_sum = zero, d_f = zero, w_sum = zero, u_sum = zero;
+  const V w_at_one = Simd::splat(P.gamma == T(0) ? T(1) : T(0));  // (1 − p)^γ at p = 1, as torch.pow
   M valid;
   for (int64_t i = 0; i < row.K; i += Simd::W) {
     const V l = (load_chunk<Simd>(row, i, st.m, valid) - m) - logs;
@@ -218,13 +223,20 @@ RL_INLINE void row_clamp_stats(const Row<S>& row, const typename Simd::T* ebuf, 
       const M pos = (omp > zero) & valid;
       const V f = Simd::exp(gamma * Simd::log(Simd::select(pos, omp, one)));
       d_f -= Simd::select(pos, f * l, zero);  // (1 − p)^γ = 0 where p = 1 (γ > 0), and then ℓ = 0 anyway
+      const V w = Simd::select(pos, f, w_at_one);
+      w_sum += Simd::select(valid, w, zero);
+      u_sum += Simd::select(valid, p * w * Simd::select(pos, l / Simd::select(pos, omp, one), -one), zero);
     }
   }
   st.hi_sum = Simd::hsum(hi_sum);
   st.low_sum = Simd::hsum(low_sum);
   st.low_cnt = Simd::hsum(low_cnt);
   if constexpr (kPowQ) st.pq_sum = Simd::hsum(pq_sum);
-  if constexpr (kFocal) st.d_f = Simd::hsum(d_f);
+  if constexpr (kFocal) {
+    st.d_f = Simd::hsum(d_f);
+    st.w_sum = Simd::hsum(w_sum);
+    st.u_sum = Simd::hsum(u_sum);
+  }
 }
 
 template <typename Simd, typename S>
@@ -317,10 +329,10 @@ RL_INLINE typename Simd::T row_loss(const RowStats<typename Simd::T>& st, const 
 }
 
 // Gradient of a row, scaled by g = grad_loss[row]:
-//   j ≠ y:  p_j·(clamped ? Pn : Pm) + C + [unclamped]·Q·p_j^q;   j = y: gy.
+//   j ≠ y:  p_j·(clamped ? Pn : Pm) + C + [unclamped]·Q·p_j^q + Fw·w_j + Fu·u_j;   j = y: gy.
 template <typename T>
 struct RowCoefs {
-  T Pm, Pn, C, Q, gy;
+  T Pm, Pn, C, Q, Fw = 0, Fu = 0, gy;
 };
 
 template <typename Simd>
@@ -340,7 +352,20 @@ RL_INLINE RowCoefs<typename Simd::T> row_coefs(const RowStats<typename Simd::T>&
   if (P.w_fl != 0) cpe += P.w_fl * focal_c;
   if (P.w_mae != 0) cpe += P.w_mae * t.py;
   if (P.w_gce != 0 && t.y_in) cpe += P.w_gce * t.py_q;
-  if (P.w_nfl != 0) cpe += P.w_nfl * focal_c / st.d_f;  // the denominator detached
+  T Fw = 0, Fu = 0, gy_focal = 0;
+  if (P.w_nfl != 0) {
+    // N/D, N = −w_y ℓ_y, D = D_F: ∇N/D − (N/D²)∇D with ∂D/∂z_j = −w_j + p_j W (+ γ(u_j − p_j U) undetached)
+    cpe += P.w_nfl * focal_c / st.d_f;
+    const T R = P.w_nfl * (t.focal_w * -t.ly) / (st.d_f * st.d_f);
+    Fw = R;
+    P_all -= R * st.w_sum;
+    gy_focal = R * t.focal_w;
+    if (P.focal_grad) {
+      Fu = -P.gamma * R;
+      P_all += P.gamma * R * st.u_sum;
+      gy_focal += Fu * (t.py * t.focal_w * (t.omp > 0 ? t.ly / t.omp : T(-1)));
+    }
+  }
   if (P.w_nce != 0) {
     // [(e_j − p_j)·S − ℓ_y·(1 − K p_j)] / S²
     const T n = -P.w_nce * t.ly / (t.S * t.S);
@@ -365,13 +390,15 @@ RL_INLINE RowCoefs<typename Simd::T> row_coefs(const RowStats<typename Simd::T>&
   c.Pn = g * (cpe + P_all + out_extra);
   c.C = g * C;
   c.Q = g * Q;
-  T gy = -cpe * t.omp + P_all * t.py + C + (t.y_in ? Q * t.py_q : T(0));
+  c.Fw = g * Fw;
+  c.Fu = g * Fu;
+  T gy = -cpe * t.omp + P_all * t.py + C + (t.y_in ? Q * t.py_q : T(0)) + gy_focal;
   if (P.w_rce != 0) gy -= P.w_rce * P.A * st.hi_sum * t.py;
   c.gy = g * gy;
   return c;
 }
 
-template <typename Simd, bool kPowQ, typename S>
+template <typename Simd, bool kPowQ, bool kFocal, typename S>
 RL_INLINE void row_write_grad(const Row<S>& row, const typename Simd::T* ebuf, S* out,
                               const Params<typename Simd::T>& P,
                               const RowStats<typename Simd::T>& st, const RowCoefs<typename Simd::T>& c) {
@@ -381,6 +408,8 @@ RL_INLINE void row_write_grad(const Row<S>& row, const typename Simd::T* ebuf, S
   const V m = Simd::splat(st.m), logs = Simd::splat(st.logs), zero = Simd::splat(T(0)), inv_s = Simd::splat(st.inv_s);
   const V log_thr = Simd::splat(P.log_thr), q = Simd::splat(P.q);
   const V Pm = Simd::splat(c.Pm), Pn = Simd::splat(c.Pn), C = Simd::splat(c.C), Q = Simd::splat(c.Q);
+  const V one = Simd::splat(T(1)), gamma = Simd::splat(P.gamma), Fw = Simd::splat(c.Fw), Fu = Simd::splat(c.Fu);
+  const V w_at_one = Simd::splat(P.gamma == T(0) ? T(1) : T(0));
   M valid;
   const int64_t K = row.K;
   for (int64_t i = 0; i < K; i += Simd::W) {
@@ -389,6 +418,12 @@ RL_INLINE void row_write_grad(const Row<S>& row, const typename Simd::T* ebuf, S
     const M low = l < log_thr;
     V g = p * Simd::select(low, Pn, Pm) + C;
     if constexpr (kPowQ) g += Simd::select(low, zero, Q * Simd::exp(q * l));
+    if constexpr (kFocal) {
+      const V omp = one - p;
+      const M pos = omp > zero;
+      const V w = Simd::select(pos, Simd::exp(gamma * Simd::log(Simd::select(pos, omp, one))), w_at_one);
+      g += Fw * w + Fu * (p * w * Simd::select(pos, l / Simd::select(pos, omp, one), -one));
+    }
     if (K - i >= Simd::W) {
       Simd::template store<S>(out + i, g);
     } else {
@@ -421,9 +456,11 @@ RL_INLINE void bwd_rows_body(const typename Simd::T* grad_loss, const S* z, cons
     const auto st = row_stats<Simd>(row, P, ebuf);
     const auto c = row_coefs<Simd>(st, P, grad_loss[r]);
     if (P.pow_q) {
-      row_write_grad<Simd, true>(row, ebuf, grad + r * K, P, st, c);
+      if (P.focal) row_write_grad<Simd, true, true>(row, ebuf, grad + r * K, P, st, c);
+      else row_write_grad<Simd, true, false>(row, ebuf, grad + r * K, P, st, c);
     } else {
-      row_write_grad<Simd, false>(row, ebuf, grad + r * K, P, st, c);
+      if (P.focal) row_write_grad<Simd, false, true>(row, ebuf, grad + r * K, P, st, c);
+      else row_write_grad<Simd, false, false>(row, ebuf, grad + r * K, P, st, c);
     }
   }
 }

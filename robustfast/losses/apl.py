@@ -72,7 +72,9 @@ class NCE(RobustLoss):
 
 
 class NFL(RobustLoss):
-    """Normalized focal loss, α·FL / Σ_k −(1−p_k)^γ log p_k, the denominator detached."""
+    """Normalized focal loss, α·FL / Σ_k −(1−p_k)^γ log p_k. As in the published code, every factor (1−p)^γ
+    (the numerator's and the denominator's) is detached and the gradient flows through each log p; with
+    detach_focal_factor=False nothing is detached."""
     kind = "nfl"
 
 

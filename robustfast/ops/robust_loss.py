@@ -6,6 +6,8 @@ robustfast.reference.robust_loss is the definition.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from robustfast import _backend
@@ -17,12 +19,33 @@ SCHEMA = "(Tensor logits, Tensor labels, str kind, float alpha, float beta, floa
          "bool detach_focal_factor) -> Tensor"
 
 
+def check_hyper(alpha, beta, gamma, q) -> None:
+    """α, β finite; γ finite and ≥ 0; q finite and > 0 (what every backend's kernel requires). Python floats:
+    no host read."""
+    values = {}
+    for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("q", q)):
+        try:
+            values[name] = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a real number, got {type(v).__name__}") from None
+    alpha, beta, gamma, q = values.values()
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v}")
+    if not (math.isfinite(gamma) and gamma >= 0):
+        raise ValueError(f"gamma must be finite and >= 0, got {gamma}")
+    if not (math.isfinite(q) and q > 0):
+        raise ValueError(f"q must be finite and > 0, got {q}")
+
+
 def _reference(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
+    check_hyper(alpha, beta, gamma, q)
     stats = reference.row_stats(logits, labels, gamma, q, detach_focal_factor)
     return reference.loss_from_stats(stats, kind, alpha, beta, q)  # float32/float64, not rounded to bf16
 
 
 def _reference_backward(grad_loss, logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor):
+    check_hyper(alpha, beta, gamma, q)
     return reference.robust_loss_grad(logits, labels, kind, alpha, beta, gamma, q, detach_focal_factor,
                                       grad_out=grad_loss)
 
@@ -115,9 +138,11 @@ def robust_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, *, alpha:
     (float64 for float64 logits). One host read per call: check_inputs reads "finite logits, labels in range"
     in one batched transfer.
 
-    Hyperparameters are taken as given (robustfast.losses resolves each kind's defaults and checks them).
+    Hyperparameters: alpha, beta finite, gamma finite and >= 0, q finite and > 0 on every backend (a ValueError
+    naming the argument; they are Python numbers, so no host read); robustfast.losses resolves each kind's defaults.
     """
     check_inputs(logits, labels, num_classes)
+    check_hyper(alpha, beta, gamma, q)
     if kind not in LOSSES:
         raise ValueError(f"kind must be one of {', '.join(LOSSES)}; got {kind!r}")
     return OP.call(logits.contiguous(), labels.long().contiguous(), kind, float(alpha), float(beta), float(gamma),

@@ -64,15 +64,28 @@ def apply_triggers(images: torch.Tensor, trigger_ids: torch.Tensor, flags: torch
                    additive: torch.Tensor) -> torch.Tensor:
     """images (N, C, H, W) float in [0, 1] or uint8 in [0, 255], any strides; trigger_ids, pattern_index (N,) int64;
     flags (T,) int32; lut (T, C, L); colour (T, C, C+1); weight, additive (T, C, H, W); pattern (P, C, H, W); the
-    float parameters in the compute dtype and the image's scale. Returns a new tensor in the layout of `images`."""
+    float parameters in the compute dtype and the image's scale. Returns a new tensor in the layout of `images`.
+
+    Indices out of range (trigger_ids outside [-1, T), pattern_index of a triggered image outside [0, P)) raise
+    ValueError naming the argument, without a host read: they are sent out of range on purpose (never wrapped
+    around as negative indices) and torch's own index check catches them (on a GPU, a device-side assert)."""
     hi = value_range(images.dtype)
     dt = compute_dtype(images.dtype)
-    k = trigger_ids.clamp(min=0)
-    f = flags.long()[k]
+    t, rows = flags.shape[0], pattern.shape[0]
+    k = torch.where(trigger_ids < -1, t, trigger_ids.clamp(min=0))
+    prow = torch.where(trigger_ids < 0, 0, torch.where(pattern_index < 0, rows, pattern_index))
+    try:
+        f = flags.long()[k]
+    except IndexError:
+        raise ValueError(f"trigger_ids must lie in [-1, {t}) for {t} triggers") from None
+    try:
+        p = pattern[prow]
+    except IndexError:
+        raise ValueError(f"pattern_index must lie in [0, {rows}), the rows of pattern") from None
     x = images.to(dt)
     y = torch.where(_on(f, LUT), _interpolate(x, lut[k], hi), x)
     y = torch.where(_on(f, COLOUR), _colour(y, colour[k]).clamp(0, hi), y)
-    w, p = weight[k], pattern[pattern_index]
+    w = weight[k]
     y = torch.where(_on(f, BLEND), y * (1 - w) + w * p, y)
     added = y + additive[k]
     wrapped = added - 256 * torch.floor(added / 256)

@@ -17,7 +17,9 @@ one by β, SCE is α·CE + β·RCE. Choices about the published code (HanxunH/Ac
   p_k < 1e−7 (the upper clamp at 1 is never active).
 - NRCE divides by A(K−1), the intended normaliser, not the code's (K−1)/4.
 - FL's factor (1−p_y)^γ is detached by default, as in the code; `detach_focal_factor=False` differentiates it.
-- NFL's denominator D_F is always detached, as in the code; its numerator's factor follows FL.
+- NFL, as in the code, detaches the focal factors (1−p_k)^γ but not ℓ_k: with detach_focal_factor=True (the
+  published behaviour) every factor, the numerator's (1−p_y)^γ and each (1−p_k)^γ of D_F, is a constant and the
+  gradient flows through ℓ_y and every ℓ_k of D_F; with False nothing is detached.
 - NCE and NGCE differentiate their denominators; GCE and NGCE cut the gradient of clamped p̃ like RCE.
 
 `row_stats` computes, once per row, every statistic the family needs (what a fused kernel's first sweep
@@ -62,7 +64,15 @@ class RowStats(NamedTuple):
     pow_grad_sum: torch.Tensor  # Σ_{k unclamped} p_k^q
     gce_num: torch.Tensor       # 1 − p̃_y^q
     focal_y: torch.Tensor       # (1 − p_y)^γ, detached unless detach_focal_factor is False
-    focal_norm: torch.Tensor    # D_F, detached
+    focal_norm: torch.Tensor    # D_F = −Σ_k w_k ℓ_k, w_k = (1−p_k)^γ detached unless detach_focal_factor is False
+    focal_w_sum: torch.Tensor   # W = Σ_k w_k (detached: only the closed-form gradient uses it)
+    focal_u_sum: torch.Tensor   # U = Σ_k u_k, u_k = p_k w_k ℓ_k/(1−p_k) (→ −p_k w_k as p_k → 1), detached
+
+
+def _focal_u(logp, p, w):
+    """u_k = p_k w_k ℓ_k/(1−p_k), with ℓ_k/(1−p_k) → −1 as p_k → 1: −∂w_k/∂ℓ_k · ℓ_k / γ."""
+    not_p = -torch.expm1(logp)
+    return p * w * torch.where(not_p > 0, logp / torch.where(not_p > 0, not_p, 1.0), -1.0)
 
 
 def row_stats(logits, labels, gamma: float = 0.5, q: float = 0.7, detach_focal_factor: bool = True) -> RowStats:
@@ -79,7 +89,9 @@ def row_stats(logits, labels, gamma: float = 0.5, q: float = 0.7, detach_focal_f
     logp_y = logp.gather(1, y).squeeze(1)
     not_p_y = -torch.expm1(logp_y)
     focal_y = not_p_y**gamma
-    frozen = logp.detach()
+    w_all = (-torch.expm1(logp)) ** gamma
+    with torch.no_grad():
+        u_all = _focal_u(logp, p, w_all)
     return RowStats(
         logp=logp,
         p=p,
@@ -97,7 +109,9 @@ def row_stats(logits, labels, gamma: float = 0.5, q: float = 0.7, detach_focal_f
         pow_grad_sum=torch.where(unclamped, pow_q, 0.0).sum(dim=1),
         gce_num=-torch.expm1(q * log_p_tilde.gather(1, y).squeeze(1)),
         focal_y=focal_y.detach() if detach_focal_factor else focal_y,
-        focal_norm=((-torch.expm1(frozen)) ** gamma * -frozen).sum(dim=1),
+        focal_norm=((w_all.detach() if detach_focal_factor else w_all) * -logp).sum(dim=1),
+        focal_w_sum=w_all.detach().sum(dim=1),
+        focal_u_sum=u_all.sum(dim=1),
     )
 
 
@@ -139,9 +153,18 @@ def _component_grad(name: str, st: RowStats, gamma: float, q: float, detach_foca
             # ℓ_y/(1−p_y) → −1 as p_y → 1
             ratio = torch.where(st.not_p_y > 0, st.logp_y / st.not_p_y, -1.0)
             c = c * (1 - gamma * st.p_y * ratio)
-        if name == "nfl":
-            c = c / st.focal_norm
-        return c.unsqueeze(1) * p_minus_e
+        if name == "fl":
+            return c.unsqueeze(1) * p_minus_e
+        # NFL = N/D with N = −w_y ℓ_y, D = −Σ_k w_k ℓ_k: ∇N/D − (N/D²)∇D, where
+        # ∂D/∂z_j = −w_j + p_j W (+ γ(u_j − p_j U) when the factors are not detached)
+        d = st.focal_norm
+        r = -st.focal_y * st.logp_y / d**2
+        w = (-torch.expm1(st.logp)) ** gamma
+        dd = -w + st.p * st.focal_w_sum.unsqueeze(1)
+        if not detach_focal_factor:
+            u = _focal_u(st.logp, st.p, w)
+            dd = dd + gamma * (u - st.p * st.focal_u_sum.unsqueeze(1))
+        return (c / d).unsqueeze(1) * p_minus_e - r.unsqueeze(1) * dd
     if name in ("mae", "nmae"):
         c = st.p_y if name == "mae" else st.p_y / (2 * (k - 1))
         return c.unsqueeze(1) * p_minus_e

@@ -93,12 +93,12 @@ def test_detached_focal_parts_are_constants_in_the_gradient(kind):
     gamma, (active, passive) = h["gamma"], ref.COMPONENTS[kind]
     p0 = torch.softmax(z0, 1)
     w0 = (1 - p0.gather(1, y[:, None]).squeeze(1)) ** gamma
-    d0 = -((1 - p0) ** gamma * torch.log_softmax(z0, 1)).sum(1)
+    factors0 = (1 - p0) ** gamma  # NFL's denominator: its factors frozen, its log p_k live (the published code)
 
     def frozen(z):
         logp = torch.log_softmax(z, 1)
         logp_y = logp.gather(1, y[:, None]).squeeze(1)
-        out = h["alpha"] * -w0 * logp_y / (d0 if active == "nfl" else 1.0)
+        out = h["alpha"] * -w0 * logp_y / (-(factors0 * logp).sum(1) if active == "nfl" else 1.0)
         return out if passive is None else out + h["beta"] * ref.robust_loss(z, y, passive)
 
     z = z0.clone().requires_grad_()
@@ -152,13 +152,16 @@ def test_hand_gradients_match_spec_table():
     py, ly, s = (p * e).sum(1, keepdim=True), (logp * e).sum(1, keepdim=True), logp.sum(1, keepdim=True)
     t = (p**q).sum(1, keepdim=True)
     w = (1 - py) ** gamma
+    wk = (1 - p) ** gamma
+    dfl = -(wk * logp).sum(1, keepdim=True)
     table = {
         "ce": p - e,
         "fl": w * (p - e),
         "mae": py * (p - e),
         "rce": A * py * (p - e),
         "nce": ((e - p) * s - ly * (1 - k * p)) / s**2,
-        "nfl": w / -((1 - p) ** gamma * logp).sum(1, keepdim=True) * (p - e),
+        # N/D with N = −w ℓ_y, D = −Σ_k w_k ℓ_k, the factors w_k = (1−p_k)^γ detached: ∇N/D − (N/D²)∇D
+        "nfl": w / dfl * (p - e) - (-w * ly / dfl**2) * (-wk + p * wk.sum(1, keepdim=True)),
         "gce": py**q * (p - e),
         "ngce": (q * py**q * (p - e) * (k - t) + q * (1 - py**q) * (p**q - p * t)) / (k - t) ** 2,
         "nmae": py * (p - e) / (2 * (k - 1)),

@@ -201,3 +201,65 @@ def test_forced_backend_that_cannot_serve_raises():
     with robustfast.use_backend("cuda"), pytest.raises(robustfast.BackendUnavailable, match="cuda"):
         apply_triggers(torch.rand(2, 3, 4, 4), torch.zeros(2, dtype=torch.long),
                        flags=torch.tensor([BLEND], dtype=torch.int32))
+
+
+# Index ranges, checked by every kernel (not only the public function): the kernel op itself and the registered
+# public op, called directly, raise ValueError naming the argument. A kernel that indexes without checking may
+# crash the process, so each backend runs in a subprocess.
+BAD_INDEX_SCRIPT = r"""
+import json, os, sys
+os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
+import robustfast, robustfast.ops
+from robustfast.reference.apply_triggers import ADD, BLEND, LUT
+
+target, backend = sys.argv[1], sys.argv[2]
+g = torch.Generator().manual_seed(0)
+n, t, rows, c, h, w = 4, 2, 3, 3, 5, 6
+images = torch.rand(n, c, h, w, generator=g)
+flags = torch.tensor([BLEND | LUT, ADD], dtype=torch.int32)
+lut = torch.rand(t, c, 9, generator=g).sort(-1).values
+colour = torch.cat([torch.eye(c).expand(t, c, c), torch.zeros(t, c, 1)], 2).contiguous()
+weight, additive = torch.rand(t, c, h, w, generator=g), 0.1 * torch.rand(t, c, h, w, generator=g)
+pattern = torch.rand(rows, c, h, w, generator=g)
+ids, pidx = torch.tensor([0, 1, -1, 0]), torch.tensor([0, 2, 0, 1])
+cases = {"ids=T": (torch.tensor([0, t, -1, 0]), pidx), "ids=-2": (torch.tensor([0, -2, -1, 0]), pidx),
+         "ids=huge": (torch.tensor([0, 1, 2**40, 0]), pidx), "ids=-huge": (torch.tensor([-(2**40), 1, 0, 0]), pidx),
+         "pidx=P": (ids, torch.tensor([0, rows, 0, 1])), "pidx=-1": (ids, torch.tensor([-1, 0, 0, 1])),
+         "pidx=huge": (ids, torch.tensor([0, 1, 0, 2**40]))}
+op = torch.ops.robustfast._apply_triggers_cpp if target == "kernel" else torch.ops.robustfast.apply_triggers
+out = {}
+for name, (i, p) in cases.items():
+    try:
+        with robustfast.use_backend(backend):
+            op(images, i, flags, lut, colour, weight, pattern, p, additive)
+        out[name] = ["no error", ""]
+    except Exception as e:  # noqa: BLE001  (the test reports the type)
+        out[name] = [type(e).__name__, str(e)]
+with robustfast.use_backend(backend):  # in range: still fine
+    op(images, ids, flags, lut, colour, weight, pattern, pidx, additive)
+print(json.dumps(out))
+"""
+
+
+def _run_bad_indices(target, backend):
+    import json
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", BAD_INDEX_SCRIPT, target, backend], capture_output=True, text=True,
+                          timeout=300, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert proc.returncode == 0, f"the subprocess died (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for case, (kind, message) in results.items():
+        arg = "trigger_ids" if case.startswith("ids") else "pattern_index"
+        assert kind == "ValueError" and arg in message, (case, kind, message)
+
+
+@pytest.mark.parametrize("device,backend", [p for p in DEVICE_BACKENDS if p.values[1] == "cpp"])
+def test_kernel_op_checks_index_ranges(device, backend):
+    _run_bad_indices("kernel", backend)
+
+
+@pytest.mark.parametrize("device,backend", [p for p in DEVICE_BACKENDS if p.values[0].type == "cpu"])
+def test_registered_op_checks_index_ranges(device, backend):
+    _run_bad_indices("public", backend)
