@@ -187,14 +187,9 @@ def _train_epoch(model, opt, data, epoch, epochs, settings, augment, device, pro
             x = augment(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        try:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-        except torch.OutOfMemoryError:
-            raise
-        except RuntimeError as err:  # a dtype, rank or channel count the model cannot take
-            raise ValueError(f"train_set: images of shape {tuple(x.shape)} and dtype {x.dtype} (epoch {epoch + 1}, "
-                             f"batch {i}) do not fit the model: {' '.join(str(err).split())[:300]}") from None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = _forward(model, x, f"train_set: images of shape {tuple(x.shape)} and dtype {x.dtype} "
+                                        f"(epoch {epoch + 1}, batch {i})")
         if i == 0 and label_max is not None and logits.dim() == 2 and label_max >= logits.shape[1]:
             raise ValueError(f"train_set labels must lie in [0, {logits.shape[1]}) for a model with "
                              f"{logits.shape[1]} outputs, got a label {label_max}")
@@ -284,13 +279,7 @@ def evaluate(model: nn.Module, data, batch_size: int = 512, device=None) -> floa
         with torch.no_grad():
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                try:
-                    logits = model(x)
-                except torch.OutOfMemoryError:
-                    raise
-                except RuntimeError as err:  # a dtype, rank or channel count the model cannot take
-                    raise ValueError(f"data: images of shape {tuple(x.shape)} and dtype {x.dtype} do not fit the "
-                                     f"model: {' '.join(str(err).split())[:300]}") from None
+                logits = _forward(model, x, f"data: images of shape {tuple(x.shape)} and dtype {x.dtype}")
                 correct += (logits.argmax(1) == y).sum()
                 total += len(y)
     finally:
@@ -298,3 +287,13 @@ def evaluate(model: nn.Module, data, batch_size: int = 512, device=None) -> floa
     if total == 0:
         raise ValueError("data is empty: evaluate needs at least one (image, label) pair")
     return correct.item() / total
+
+
+def _forward(model: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+    """model(x); a dtype, rank or channel count the model cannot take is a ValueError that starts with `what`."""
+    try:
+        return model(x)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        raise ValueError(f"{what} do not fit the model: {' '.join(str(err).split())[:300]}") from None
