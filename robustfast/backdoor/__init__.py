@@ -1,8 +1,11 @@
-"""Backdoor attacks: the trigger zoo, single and multi-trigger poisoning, backdoored training and evaluation.
+"""Backdoor attacks: the trigger zoo, single and multi-trigger poisoning, backdoored training and evaluation;
+and the Cognitive Distillation defense (CognitiveDistillation, detect).
 
     from robustfast.backdoor import poison, poison_test, train_backdoored, evaluate, make_trigger
 """
 from robustfast.backdoor.base import Pixels, Trigger
+from robustfast.backdoor.cd import CognitiveDistillation
+from robustfast.backdoor.detect import DetectionReport, backdoor_test_set, detect
 from robustfast.backdoor.evaluate import BackdoorReport, evaluate
 from robustfast.backdoor.iad import InputAware
 from robustfast.backdoor.poison import LABEL_MODES, MULTI_MODES, PoisonedDataset, poison, poison_test
@@ -23,6 +26,7 @@ from robustfast.backdoor.triggers import (
     trigger_names,
 )
 
-__all__ = ["LABEL_MODES", "MULTI_MODES", "SIG", "BackdoorReport", "BadNets", "Blend", "FourCorner", "Hybrid",
+__all__ = ["LABEL_MODES", "MULTI_MODES", "SIG", "BackdoorReport", "BadNets", "Blend", "CognitiveDistillation",
+           "DetectionReport", "FourCorner", "Hybrid", "backdoor_test_set", "detect",
            "InputAware", "Nashville", "OnePixel", "Pixels", "PoisonedDataset", "Smooth", "Trigger", "Trojan", "WaNet",
            "apply_stacked", "evaluate", "make_trigger", "poison", "poison_test", "train_backdoored", "trigger_names"]

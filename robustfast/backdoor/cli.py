@@ -1,9 +1,12 @@
-"""`robustfast poison`."""
+"""`robustfast poison` and `robustfast detect ...`."""
 from __future__ import annotations
 
 import typer
 
+from robustfast.backdoor.cd_cli import detect_app
+
 app = typer.Typer(no_args_is_help=True, help="Backdoor attacks.")
+app.add_typer(detect_app, name="detect")
 
 
 @app.command()

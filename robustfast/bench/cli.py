@@ -101,3 +101,19 @@ def bench_triggers(
     if quick:
         batch_size, size, repeats = 64, 16, 1
     run(batch_size=batch_size, size=size, repeats=repeats, device=device, results=results)
+
+
+@app.command("cd")
+def bench_cd(
+    model: str = typer.Option("smallcnn", help="smallcnn (width 16) or resnet18"),
+    batch_size: int = typer.Option(100, help="images per batch (the reference batch is 100)"),
+    steps: int = typer.Option(100, help="mask optimisation steps"),
+    repeats: int = typer.Option(3, help="timed repeats per row (after one warm-up)"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    note: str = typer.Option("", help="a note stored with the rows (e.g. that the machine was shared)"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-cd.json"),
+):
+    """Cognitive Distillation images/s: the fused ops against the loop written the way the published code runs it."""
+    from robustfast.bench.cd import run
+
+    run(model=model, batch_size=batch_size, steps=steps, repeats=repeats, device=device, results=results, note=note)

@@ -1,0 +1,114 @@
+"""Cognitive Distillation on real data (digits 3×32×32, 5% poison, SmallCNN width 8 trained here): CD-L detects
+BadNets and Blend, BadNets masks sit on the trigger, masks do not depend on the batch, the model is restored.
+CI size: every poisoned training image and the first 200 clean ones are scored."""
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from robustfast.backdoor import CognitiveDistillation, detect, poison, train_backdoored
+from robustfast.backdoor.cd import colours, default_feature_layer
+from robustfast.data import digits
+from robustfast.models import SmallCNN
+
+SIZE, WIDTH, RATE, CLEAN = 32, 8, 0.05, 200
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    return digits("train", size=SIZE, channels=3)
+
+
+def backdoored(train_set, trigger):
+    poisoned = poison(*train_set.tensors, trigger, rate=RATE, label_mode="all2one", seed=0)
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=10, in_channels=3, width=WIDTH)
+    train_backdoored(model, poisoned, epochs=8, batch_size=64, lr=0.05, seed=0, progress=False)
+    return model.eval(), poisoned
+
+
+def scored_subset(poisoned):
+    """All poisoned images and the first CLEAN clean ones, in index order."""
+    is_poison = poisoned.trigger_ids >= 0
+    keep = is_poison | (torch.cumsum(~is_poison, 0) <= CLEAN) & ~is_poison
+    idx = keep.nonzero().flatten()
+    return TensorDataset(poisoned.images[idx], poisoned.labels[idx]), is_poison[idx]
+
+
+@pytest.fixture(scope="module")
+def badnets(train_set):
+    model, poisoned = backdoored(train_set, "badnets")
+    data, mask = scored_subset(poisoned)
+    cd = CognitiveDistillation(model, mode="logits")
+    masks = torch.cat([cd(data.tensors[0][i:i + 100], index=i) for i in range(0, len(mask), 100)])
+    return model, data, mask, masks
+
+
+def test_cd_l_detects_badnets(badnets):
+    model, data, mask, masks = badnets
+    report = detect(model, data, poison_mask=mask, progress=False)
+    print(f"\nCD-L BadNets: AUROC {report.auroc:.3f} AP {report.ap:.3f} TPR {report.tpr:.3f} FPR {report.fpr:.3f}")
+    assert torch.allclose(report.l1, masks.flatten(1).sum(1).double(), rtol=1e-5)
+    assert report.auroc >= 0.90
+    poisoned_l1, clean_l1 = report.l1[mask], report.l1[~mask]
+    assert poisoned_l1.median() < torch.quantile(clean_l1, 0.1)
+
+
+def test_badnets_masks_concentrate_on_the_trigger(badnets):
+    _, _, mask, masks = badnets
+    m = masks[mask]
+    share = (m[..., -3:, -3:].sum() / m.sum()).item()
+    area = 9 / SIZE**2
+    print(f"\nBadNets mask mass in the 3×3 corner: {share:.3f} = {share / area:.1f}× its area share")
+    assert share >= 5 * area
+
+
+def test_cd_l_detects_blend(train_set):
+    model, poisoned = backdoored(train_set, "blend")
+    data, mask = scored_subset(poisoned)
+    report = detect(model, data, poison_mask=mask, progress=False)
+    print(f"\nCD-L Blend: AUROC {report.auroc:.3f} AP {report.ap:.3f}")
+    assert report.auroc >= 0.90
+
+
+def test_any_batch_size_gives_the_masks_of_batch_100(badnets):
+    model, data, _, _ = badnets
+    images = data.tensors[0][:100]
+    cd = CognitiveDistillation(model, steps=10)
+    whole = cd(images)
+    parts = torch.cat([cd(images[i:i + 30], index=i) for i in range(0, 100, 30)])
+    assert torch.allclose(whole, parts, atol=1e-5)
+
+
+def test_colours_are_keyed_by_seed_step_image_and_channel():
+    a = colours(0, 1, torch.arange(1000), 3)
+    assert a.shape == (1000, 3) and 0 <= a.min() and a.max() < 1 and abs(a.mean().item() - 0.5) < 0.03
+    assert torch.equal(colours(0, 1, torch.arange(10, 20), 3), a[10:20])
+    assert not torch.equal(colours(0, 2, torch.arange(1000), 3), a)
+    assert not torch.equal(colours(1, 1, torch.arange(1000), 3), a)
+
+
+def test_model_is_frozen_during_the_run_and_restored_also_on_error():
+    model = SmallCNN(num_classes=10, in_channels=3, width=4).train()
+    model.fc.weight.requires_grad_(False)
+    seen = []
+    model.register_forward_hook(lambda mod, inp, out: seen.append(
+        (mod.training, any(p.requires_grad for p in mod.parameters()))))
+    CognitiveDistillation(model, steps=2)(torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)))
+    assert seen and all(s == (False, False) for s in seen)
+    assert model.training and not model.fc.weight.requires_grad and model.fc.bias.requires_grad
+    for p in model.parameters():
+        assert p.grad is None
+
+    def fail(x):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        CognitiveDistillation(model, steps=2, preprocess=fail)(torch.rand(2, 3, 8, 8))
+    assert model.training and model.fc.bias.requires_grad
+
+
+def test_cd_f_hooks_the_last_module_before_pooling():
+    model = SmallCNN(num_classes=10, in_channels=3, width=4)
+    assert default_feature_layer(model, torch.rand(1, 3, 8, 8)) == "features.2"
+    masks = CognitiveDistillation(model, mode="features", steps=3, mask_channels=3)(torch.rand(2, 3, 8, 8))
+    assert masks.shape == (2, 3, 8, 8) and ((masks > 0) & (masks < 1)).all()
