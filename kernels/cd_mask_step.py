@@ -99,10 +99,7 @@ def _step_kernel(g_ptr, x_ptr, r_ptr, theta_ptr, ma_ptr, va_ptr, norm_ptr, theta
         lap += _neighbour(theta_ptr, plane, h, w, 1, 0, H, W, ok, m, CDT)
         lap += _neighbour(theta_ptr, plane, h, w, 0, -1, H, W, ok, m, CDT)
         lap += _neighbour(theta_ptr, plane, h, w, 0, 1, H, W, ok, m, CDT)
-        if P == 1:
-            gm = data + sparse + tv * lap
-        else:
-            gm = data + sparse * m + tv * lap
+        gm = data + sparse + tv * lap if P == 1 else data + sparse * m + tv * lap
         grad = gm * 2.0 * m * (1.0 - m)
         ma = _B1 * tl.load(ma_ptr + plane + offs, mask=ok, other=0.0).to(CDT) + (1.0 - _B1) * grad
         va = _B2 * tl.load(va_ptr + plane + offs, mask=ok, other=0.0).to(CDT) + (1.0 - _B2) * grad * grad

@@ -26,7 +26,7 @@ from robustfast.backdoor.triggers import (
     trigger_names,
 )
 
-__all__ = ["LABEL_MODES", "MULTI_MODES", "SIG", "BackdoorReport", "BadNets", "Blend", "CognitiveDistillation",
-           "DetectionReport", "FourCorner", "Hybrid", "backdoor_test_set", "detect",
+__all__ = ["LABEL_MODES", "MULTI_MODES", "SIG", "BackdoorReport", "BadNets", "Blend", "FourCorner", "Hybrid",
            "InputAware", "Nashville", "OnePixel", "Pixels", "PoisonedDataset", "Smooth", "Trigger", "Trojan", "WaNet",
            "apply_stacked", "evaluate", "make_trigger", "poison", "poison_test", "train_backdoored", "trigger_names"]
+__all__ += ["CognitiveDistillation", "DetectionReport", "backdoor_test_set", "detect"]

@@ -18,7 +18,7 @@ import contextlib
 import torch
 from torch import nn
 
-from robustfast._util.checks import check_images, is_int, is_real, require
+from robustfast._util.checks import check_images, is_int, require
 from robustfast._util.frozen import frozen_eval, model_device
 from robustfast.ops import cd_mask_blend, cd_mask_step
 from robustfast.ops.cd_mask_step import check_hyper
@@ -30,6 +30,12 @@ B_REF = 100  # the reference batch: the objective is scaled by 1/B_REF whatever 
 _MIX = (-7046029254386353131, -4658895280553007687, -7723592293110705685)  # splitmix64 constants as int64
 
 
+def _i64(v: int) -> int:
+    """A Python int wrapped to int64, as torch's int64 arithmetic wraps."""
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
 def _shr(z: torch.Tensor, s: int) -> torch.Tensor:
     """Logical right shift of int64."""
     return (z >> s) & ((1 << (64 - s)) - 1)
@@ -38,7 +44,7 @@ def _shr(z: torch.Tensor, s: int) -> torch.Tensor:
 def colours(seed: int, step: int, index: torch.Tensor, channels: int) -> torch.Tensor:
     """Uniform [0, 1) colours (N, channels) keyed by (seed, step, image index, channel): splitmix64 on the device."""
     key = index.long()[:, None] * channels + torch.arange(channels, device=index.device)
-    z = key * _MIX[0] + ((seed * 1_000_003 + step) * _MIX[1])
+    z = key * _MIX[0] + _i64((seed * 1_000_003 + step) * _MIX[1])
     z = (z ^ _shr(z, 30)) * _MIX[1]
     z = (z ^ _shr(z, 27)) * _MIX[2]
     z = z ^ _shr(z, 31)
@@ -97,7 +103,7 @@ class CognitiveDistillation:
             names = dict(model.named_modules())
             if feature_layer not in names or not feature_layer:
                 raise ValueError(f"feature_layer {feature_layer!r} is not a module of the model; some names: "
-                                 f"{', '.join(list(n for n in names if n)[-8:])}")
+                                 f"{', '.join([n for n in names if n][-8:])}")
         self.model, self.mode, self.feature_layer = model, mode, feature_layer
         self.steps, self.p, self.mask_channels = int(steps), int(p), int(mask_channels)
         self.preprocess, self.seed, self.amp = preprocess, int(seed), bool(amp)

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import TensorDataset
 
 from robustfast._util.device import resolve_device
 from robustfast._util.plot import pyplot

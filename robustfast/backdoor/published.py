@@ -13,7 +13,7 @@ from torch import nn
 
 
 def total_variation(mask: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = mask.shape
+    _, c, h, w = mask.shape
     tv_h = (mask[:, :, 1:, :] - mask[:, :, :-1, :]).pow(2).sum(dim=[1, 2, 3])
     tv_w = (mask[:, :, :, 1:] - mask[:, :, :, :-1]).pow(2).sum(dim=[1, 2, 3])
     return (tv_h + tv_w) / (c * h * w)
@@ -21,19 +21,21 @@ def total_variation(mask: torch.Tensor) -> torch.Tensor:
 
 def published_cd_masks(model: nn.Module, images: torch.Tensor, gamma: float = 0.01, beta: float = 1.0,
                        lr: float = 0.1, steps: int = 100, p: int = 1, mask_channels: int = 1, preprocess=None,
-                       seed: int = 0) -> torch.Tensor:
-    """CD-L masks (N, mask_channels, H, W) of `images`, the published way."""
+                       seed: int = 0, colour_fn=None) -> torch.Tensor:
+    """CD-L masks (N, mask_channels, H, W) of `images`, the published way. colour_fn(step, b, c), if given,
+    replaces the host draw of the colours (for parity tests against the fused loop)."""
     model.eval()
     prep = preprocess if preprocess is not None else (lambda x: x)
     gen = torch.Generator().manual_seed(seed)
     b, c, h, w = images.shape
-    mask_param = nn.Parameter(torch.ones(b, mask_channels, h, w, device=images.device))
+    mask_param = nn.Parameter(torch.ones(b, mask_channels, h, w, device=images.device, dtype=images.dtype))
     optimizer = torch.optim.Adam([mask_param], lr=lr, betas=(0.1, 0.1))
     logits = model(prep(images)).detach()
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         optimizer.zero_grad()
         mask = (torch.tanh(mask_param) + 1) / 2
-        x_adv = images * mask + (1 - mask) * torch.rand(b, c, 1, 1, generator=gen).to(images.device)
+        r = torch.rand(b, c, 1, 1, generator=gen) if colour_fn is None else colour_fn(step, b, c)
+        x_adv = images * mask + (1 - mask) * r.to(images.device, images.dtype)
         adv_logits = model(prep(x_adv))
         loss = torch.abs(adv_logits - logits).mean(dim=1)
         norm = torch.norm(mask, p=p, dim=[1, 2, 3])

@@ -6,4 +6,5 @@ from robustfast.ops.knn_lid import KnnLid, knn_lid
 from robustfast.ops.pgd_step import check_step_values, pgd_random_init, pgd_step
 from robustfast.ops.robust_loss import robust_loss
 
-__all__ = ["KnnLid", "apply_triggers", "cd_mask_blend", "cd_mask_step", "check_step_values", "knn_lid", "pgd_random_init", "pgd_step", "robust_loss"]
+__all__ = ["KnnLid", "apply_triggers", "cd_mask_blend", "cd_mask_step", "check_step_values", "knn_lid",
+           "pgd_random_init", "pgd_step", "robust_loss"]

@@ -51,10 +51,8 @@ def theta_grad(grad, x, r, theta, gamma: float, beta: float, p: int, scale: floa
     data = g * (x - r[:, :, None, None])
     if theta.shape[1] == 1:
         data = data.sum(1, keepdim=True)
-    if p == 1:
-        sparse = torch.full_like(m, gamma)
-    else:
-        sparse = gamma * m / m.flatten(1).norm(dim=1)[:, None, None, None]
+    # ∂‖m‖₁/∂m = 1 (m > 0); ∂‖m‖₂/∂m = m/‖m‖₂
+    sparse = torch.full_like(m, gamma) if p == 1 else gamma * m / m.flatten(1).norm(dim=1)[:, None, None, None]
     cm_hw = m[0].numel()
     gm = data + scale * (sparse + (2 * beta / cm_hw) * neighbour_sum(m))
     return gm * (1 - t * t) / 2  # dm/dθ = 2m(1 − m) = (1 − tanh²θ)/2
