@@ -12,6 +12,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert first["unlearnable"]["rounds"] == 1 and (tmp_path / "unlearnable").is_dir()
     assert (tmp_path / "lid_histogram.png").is_file() and first["lid"]["png"] == str(tmp_path / "lid_histogram.png")
     assert set(first["backdoor"]["asr"]) == {"badnets", "blend", "sig", "trojan"}
+    robust = first["robust"]["accuracy"]
+    assert robust["clean"] >= robust["pgd20"] >= robust["cw"] and (tmp_path / "robust" / "report.json").is_file()
     # Rerunning with the same folder resumes from the finished epoch instead of training again.
     second = run(epochs=3, device="cpu", out=str(tmp_path), quick=True)
     assert second["attacks"]["clean"] == attacks["clean"]

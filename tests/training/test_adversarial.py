@@ -128,10 +128,3 @@ def test_two_ranks_train_and_evaluate_as_one(tmp_path):
         assert two["eval"]["accuracy"] == one["eval"]["accuracy"]
         assert two["eval"]["robust"] == one["eval"]["robust"]
 
-
-def test_world_size_must_divide_the_batch(monkeypatch):
-    import robustfast.training.adversarial as adversarial
-
-    monkeypatch.setattr(adversarial, "world", lambda: (0, 3))
-    with pytest.raises(ValueError, match="batch_size 16 must be divisible by the world size 3"):
-        train_adversarial(build("bn"), small_set(), "pgd-at", **KW)
