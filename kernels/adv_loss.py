@@ -63,7 +63,7 @@ def _hat(q, is_y, cm, cols):
 def _adv_loss_fwd_kernel(a_ptr, b_ptr, y_ptr, out_ptr, B, K, beta_hi, beta_lo, KIND: tl.constexpr,
                          ROWS: tl.constexpr, BLOCK: tl.constexpr):
     CDT = out_ptr.dtype.element_ty
-    beta = beta_hi.to(CDT) + beta_lo.to(CDT)
+    beta = tl.cast(beta_hi, CDT) + tl.cast(beta_lo, CDT)
     rows, rmask, _offs, _mask, cm, la, p, lb, q, is_y, _log_q, kl = _row_terms(
         a_ptr, b_ptr, y_ptr, tl.program_id(0), B, K, KIND, CDT, ROWS, BLOCK)
     if KIND == 0:
@@ -73,8 +73,8 @@ def _adv_loss_fwd_kernel(a_ptr, b_ptr, y_ptr, out_ptr, B, K, beta_hi, beta_lo, K
     else:
         _, q_hat = _hat(q, is_y, cm, tl.arange(0, BLOCK))
         p_y = tl.sum(tl.where(is_y, p, 0.0), axis=1)
-        loss = (-tl.sum(tl.where(is_y, lb, 0.0), axis=1) - tl.log(_MARGIN - q_hat + _EPS)
-                + beta * kl * (_WEIGHT - p_y))
+        loss = (-tl.sum(tl.where(is_y, lb, 0.0), axis=1) - tl.log(-q_hat + _MARGIN + _EPS)
+                + beta * kl * (-p_y + _WEIGHT))
     tl.store(out_ptr + rows, loss, mask=rmask)
 
 
@@ -82,18 +82,18 @@ def _adv_loss_fwd_kernel(a_ptr, b_ptr, y_ptr, out_ptr, B, K, beta_hi, beta_lo, K
 def _adv_loss_bwd_kernel(g_ptr, a_ptr, b_ptr, y_ptr, da_ptr, db_ptr, B, K, beta_hi, beta_lo, KIND: tl.constexpr,
                          ROWS: tl.constexpr, BLOCK: tl.constexpr):
     CDT = g_ptr.dtype.element_ty
-    beta = beta_hi.to(CDT) + beta_lo.to(CDT)
+    beta = tl.cast(beta_hi, CDT) + tl.cast(beta_lo, CDT)
     rows, rmask, offs, mask, cm, la, p, lb, q, is_y, log_q, kl = _row_terms(
         a_ptr, b_ptr, y_ptr, tl.program_id(0), B, K, KIND, CDT, ROWS, BLOCK)
     g = tl.load(g_ptr + rows, mask=rmask, other=0.0).to(CDT)[:, None]
     onehot = tl.where(is_y, 1.0, 0.0)
     if KIND == 2:
-        w = (_WEIGHT - tl.sum(tl.where(is_y, p, 0.0), axis=1))[:, None]
+        w = (-tl.sum(tl.where(is_y, p, 0.0), axis=1) + _WEIGHT)[:, None]
         r = q / (q + _EPS)
         pr = tl.sum(p * r, axis=1)[:, None]
         hat, q_hat = _hat(q, is_y, cm, tl.arange(0, BLOCK))
         q_hat = q_hat[:, None]
-        db = (q - onehot) + q_hat / (_MARGIN - q_hat + _EPS) * (tl.where(hat, 1.0, 0.0) - q) \
+        db = (q - onehot) + q_hat / (-q_hat + _MARGIN + _EPS) * (tl.where(hat, 1.0, 0.0) - q) \
             + beta * w * (q * pr - p * r)
         p_y = tl.sum(tl.where(is_y, p, 0.0), axis=1)[:, None]
         da = beta * (w * p * (la - log_q - kl[:, None]) - kl[:, None] * p_y * (onehot - p))

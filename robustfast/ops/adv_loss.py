@@ -48,7 +48,7 @@ def _samples(device: torch.device, dtype: torch.dtype) -> list[tuple]:
         g = torch.Generator().manual_seed(100 + i)
         a = 3 * torch.randn(b, k, generator=g, dtype=torch.float64)
         adv = a + 2 * torch.randn(b, k, generator=g, dtype=torch.float64)
-        adv[0] = 40 * torch.sign(torch.randn(k, generator=g, dtype=torch.float64))
+        adv[0] = 40 * torch.sign(torch.randn(k, generator=g, dtype=torch.float64)) + torch.rand(k, generator=g)
         labels = torch.randint(0, k, (b,), generator=g)
         out.append((a.to(device, dtype), adv.to(device, dtype), labels.to(device), kind, 6.0 - i))
     return out

@@ -14,7 +14,8 @@ def make_logits(b, k, dtype, device, seed):
     g = torch.Generator().manual_seed(seed)
     a = 3 * torch.randn(b, k, generator=g, dtype=torch.float64)
     adv = a + 2 * torch.randn(b, k, generator=g, dtype=torch.float64)
-    adv[0] = 40 * torch.sign(torch.randn(k, generator=g, dtype=torch.float64))  # a saturated softmax
+    # a saturated softmax, without ties (the published MART breaks ties of ŷ by argsort order)
+    adv[0] = 40 * torch.sign(torch.randn(k, generator=g, dtype=torch.float64)) + torch.rand(k, generator=g)
     labels = torch.randint(0, k, (b,), generator=g)
     return a.to(device, dtype), adv.to(device, dtype), labels.to(device)
 
