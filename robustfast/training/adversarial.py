@@ -229,6 +229,8 @@ def _epoch(model, forward, opt, ema_model, ema, images, labels, train_idx, epoch
     bar = tqdm(total=n_batches, desc=f"{s['method']} epoch {epoch + 1}/{epochs}", disable=not progress)
     for i in range(n_batches):
         idx = order[i * bs:(i + 1) * bs]
+        if len(idx) < world_size:  # a last batch too small to give every rank an image: dropped on every rank
+            break
         mine = _share_slice(len(idx), rank, world_size)
         share = idx[mine]
         x, y = images[share].to(device, non_blocking=True), labels[share].to(device, non_blocking=True)
