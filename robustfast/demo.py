@@ -10,7 +10,9 @@
 4. backdoors: BadNets, Blend, SIG and Trojan each poison 10% of the digits toward their own class; clean
    accuracy, ASR per trigger and the cross-activation matrix of a small CNN trained on them;
    cognitive distillation then detects BadNets and Blend samples in 5%-poisoned digits (AUROC per set);
-5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG.
+5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG;
+6. robust training: PGD-AT of a WRN-10-1 on digits (ε = 0.1, resumable), then clean, PGD-20, CW∞ and
+   AutoAttack accuracy of the test set.
 `quick=True` shrinks sections 2-4 to a check that they run (the tests use it).
 """
 from __future__ import annotations
@@ -31,11 +33,12 @@ SECTIONS = (
     ("backdoor", backdoor_demo.section),
     ("cd", cd_demo.section),
     ("lid", lid_demo.section),
+    ("robust", attacks_demo.robust_section),
 )
 
 
 def run(epochs: int, device: str, out: str, quick: bool = False) -> dict:
-    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid"}, each with its
+    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid", "robust"}, each with its
     figures."""
     dev = str(resolve_device(device))
     return {name: section(dev, out, epochs=epochs, quick=quick) for name, section in SECTIONS}

@@ -1,7 +1,10 @@
 """Adversarial attacks and their evaluation. New attacks subclass `Attack` (see robustfast.attacks.base)."""
+from robustfast.attacks.apgd import APGD
 from robustfast.attacks.base import Attack
 from robustfast.attacks.evaluate import robust_accuracy
 from robustfast.attacks.loss import attack_loss, margin
 from robustfast.attacks.pgd import PGD
+from robustfast.attacks.robustness import ATTACKS, evaluate_robustness, format_report
 
-__all__ = ["PGD", "Attack", "attack_loss", "margin", "robust_accuracy"]
+__all__ = ["APGD", "ATTACKS", "PGD", "Attack", "attack_loss", "evaluate_robustness", "format_report", "margin",
+           "robust_accuracy"]

@@ -117,3 +117,22 @@ def bench_cd(
     from robustfast.bench.cd import run
 
     run(model=model, batch_size=batch_size, steps=steps, repeats=repeats, device=device, results=results, note=note)
+@app.command("at")
+def bench_at(
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    widths: str = typer.Option("2,2,2", help="WideResNet width factors per stage (depths 1,1,1; 10,10,10 is WRN-34-10 "
+                                             "with --depths 5,5,5)"),
+    depths: str = typer.Option("1,1,1", help="WideResNet blocks per stage"),
+    batch_size: int = typer.Option(128, help="images per training batch and per APGD batch"),
+    batches: int = typer.Option(4, help="training batches timed per implementation"),
+    steps: int = typer.Option(10, help="attack steps of the training step"),
+    apgd_steps: int = typer.Option(20, help="APGD steps"),
+    note: str = typer.Option("", help="a note stored in every row (e.g. that the machine was shared)"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-at.json"),
+):
+    """Adversarial-training step throughput (train_adversarial vs the reference-style loop, PGD-AT and TRADES) and
+    batched APGD-CE / APGD-T vs torchattacks, same model and inputs."""
+    from robustfast.bench.at import run
+
+    run(device=device, depths=[int(v) for v in depths.split(",")], widths=[float(v) for v in widths.split(",")],
+        batch_size=batch_size, batches=batches, steps=steps, apgd_steps=apgd_steps, note=note, results=results)

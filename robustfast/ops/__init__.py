@@ -1,10 +1,11 @@
 """Fused ops: each module registers its op with robustfast._backend.register_op when imported (this list is the
 index: one line per op) and exposes a function that validates its inputs once and calls the op."""
+from robustfast.ops.adv_loss import adv_loss
 from robustfast.ops.apply_triggers import apply_triggers
 from robustfast.ops.cd_mask_step import cd_mask_blend, cd_mask_step
 from robustfast.ops.knn_lid import KnnLid, knn_lid
 from robustfast.ops.pgd_step import check_step_values, pgd_random_init, pgd_step
 from robustfast.ops.robust_loss import robust_loss
 
-__all__ = ["KnnLid", "apply_triggers", "cd_mask_blend", "cd_mask_step", "check_step_values", "knn_lid",
+__all__ = ["KnnLid", "adv_loss", "apply_triggers", "cd_mask_blend", "cd_mask_step", "check_step_values", "knn_lid",
            "pgd_random_init", "pgd_step", "robust_loss"]
