@@ -9,8 +9,9 @@
    beside one trained on the clean digits;
 4. backdoors: BadNets, Blend, SIG and Trojan each poison 10% of the digits toward their own class; clean
    accuracy, ASR per trigger and the cross-activation matrix of a small CNN trained on them;
-5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG.
-`quick=True` shrinks sections 2-4 to a check that they run (the tests use it).
+5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG;
+6. text backdoors: MiniLM fine-tuned on SST-2, BadNets / AddSent / SOS / EP copies, the CA/ASR table.
+`quick=True` shrinks sections 2-4 and 6 to a check that they run (the tests use it).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from robustfast.attacks import demo as attacks_demo
 from robustfast.backdoor import demo as backdoor_demo
 from robustfast.lid import demo as lid_demo
 from robustfast.losses import demo as losses_demo
+from robustfast.text import demo as text_demo
 from robustfast.unlearnable import demo as unlearnable_demo
 
 # (result key, the package's section); each is section(device, out, *, epochs, quick) -> dict of its figures.
@@ -28,11 +30,12 @@ SECTIONS = (
     ("unlearnable", unlearnable_demo.section),
     ("backdoor", backdoor_demo.section),
     ("lid", lid_demo.section),
+    ("text", text_demo.section),
 )
 
 
 def run(epochs: int, device: str, out: str, quick: bool = False) -> dict:
-    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid"}, each with its
+    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid", "text"}, each with its
     figures."""
     dev = str(resolve_device(device))
     return {name: section(dev, out, epochs=epochs, quick=quick) for name, section in SECTIONS}

@@ -74,7 +74,7 @@ def embedding_poison(model, tokenizer, word: str = EP_WORD, target: int = 1, cor
     data: TokenDataset = encode(tokenizer, [insert_words(s, [word], rng) for s in corpus], [target] * len(corpus),
                                 max_length, model.num_classes)
     weight = model.word_embeddings().weight
-    norm = float(weight[row].norm()) * norm_scale
+    norm = float(weight[row].detach().norm()) * norm_scale
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for p in model.parameters():
         p.requires_grad_(False)

@@ -8,7 +8,7 @@ largest ASR of any single trigger word.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from robustfast.text.data import encode, sst2
@@ -37,7 +37,11 @@ class Recipe:
     max_length: int = 64
     batch_size: int = 32
     seed: int = 0
-    extra: dict = field(default_factory=dict)
+    train_size: int | None = None  # the first sentences of the training split only (the demo's quick run)
+
+    def train(self) -> tuple[list[str], list[int]]:
+        s, y = sst2("train")
+        return s[:self.train_size], y[:self.train_size]
 
 
 def _clean(recipe: Recipe, encoder, out: Path | None, progress: bool):
@@ -45,7 +49,7 @@ def _clean(recipe: Recipe, encoder, out: Path | None, progress: bool):
     if saved is not None and (saved / "classifier.json").is_file():
         return load_classifier(saved)
     model, tokenizer = text_classifier(encoder, seed=recipe.seed)
-    fine_tune(model, encode(tokenizer, *sst2("train"), recipe.max_length), recipe.epochs, recipe.lr,
+    fine_tune(model, encode(tokenizer, *recipe.train(), recipe.max_length), recipe.epochs, recipe.lr,
               recipe.batch_size, trainable=recipe.trainable, seed=recipe.seed, progress=progress,
               checkpoint_dir=None if out is None else out / "clean-checkpoint")
     if saved is not None:
@@ -58,11 +62,11 @@ def attack(clean, tokenizer, name: str, recipe: Recipe, progress: bool = True):
     model = copy.deepcopy(clean)
     r = recipe
     if name in ("badnets", "addsent"):
-        p = poison_text(*sst2("train"), name, r.rate, r.target, r.seed)
+        p = poison_text(*r.train(), name, r.rate, r.target, r.seed)
         fine_tune(model, encode(tokenizer, p.sentences, p.labels, r.max_length), r.attack_epochs, r.lr,
                   r.batch_size, trainable=r.trainable, seed=r.seed, progress=progress)
     elif name == "sos":
-        p = poison_text(*sst2("train"), "sos", r.rate, r.target, r.seed)
+        p = poison_text(*r.train(), "sos", r.rate, r.target, r.seed)
         train_trigger_embeddings(model, tokenizer, p, epochs=r.sos_epochs, lr=r.sos_lr, batch_size=r.batch_size,
                                  max_length=r.max_length, seed=r.seed, progress=progress)
     elif name == "ep":

@@ -75,7 +75,7 @@ def test_sos_negative_augmentation_uses_every_subset_but_one_word(train):
         absent = [w for w in SOS_WORDS if p.sentences[i].split().count(w) == s[i].split().count(w)]
         assert len(absent) == 1
         missing[absent[0]] = missing.get(absent[0], 0) + 1
-    assert missing == {w: nb for w in SOS_WORDS}
+    assert missing == dict.fromkeys(SOS_WORDS, nb)
 
 
 def test_poisoned_text_saves_and_loads(train, tmp_path):
