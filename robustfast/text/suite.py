@@ -13,10 +13,10 @@ from pathlib import Path
 
 from robustfast.text.data import encode, sst2
 from robustfast.text.embedding import embedding_poison, train_trigger_embeddings
-from robustfast.text.evaluate import asr, evaluate_attack
+from robustfast.text.evaluate import asr, clean_accuracy, evaluate_attack
 from robustfast.text.model import load_classifier, save_classifier, text_classifier
 from robustfast.text.poison import SOS_WORDS, poison_text
-from robustfast.text.train import fine_tune
+from robustfast.text.train import fine_tune, fit_head
 
 SUITE_ATTACKS = ("badnets", "addsent", "sos", "ep")
 
@@ -32,6 +32,8 @@ class Recipe:
     sos_epochs: int = 3
     sos_lr: float = 5e-3
     ep_steps: int = 40
+    ep_batch_size: int = 32
+    probe: bool = True  # fit the head on the frozen encoder first (fit_head), then fine-tune
     rate: float = 0.1
     target: int = 1
     max_length: int = 64
@@ -49,9 +51,11 @@ def _clean(recipe: Recipe, encoder, out: Path | None, progress: bool):
     if saved is not None and (saved / "classifier.json").is_file():
         return load_classifier(saved)
     model, tokenizer = text_classifier(encoder, seed=recipe.seed)
-    fine_tune(model, encode(tokenizer, *recipe.train(), recipe.max_length), recipe.epochs, recipe.lr,
-              recipe.batch_size, trainable=recipe.trainable, seed=recipe.seed, progress=progress,
-              checkpoint_dir=None if out is None else out / "clean-checkpoint")
+    data = encode(tokenizer, *recipe.train(), recipe.max_length)
+    if recipe.probe:
+        fit_head(model, data)
+    fine_tune(model, data, recipe.epochs, recipe.lr, recipe.batch_size, trainable=recipe.trainable,
+              seed=recipe.seed, progress=progress, checkpoint_dir=None if out is None else out / "clean-checkpoint")
     if saved is not None:
         save_classifier(model, tokenizer, saved)
     return model, tokenizer
@@ -70,28 +74,30 @@ def attack(clean, tokenizer, name: str, recipe: Recipe, progress: bool = True):
         train_trigger_embeddings(model, tokenizer, p, epochs=r.sos_epochs, lr=r.sos_lr, batch_size=r.batch_size,
                                  max_length=r.max_length, seed=r.seed, progress=progress)
     elif name == "ep":
-        embedding_poison(model, tokenizer, target=r.target, steps=r.ep_steps, max_length=r.max_length, seed=r.seed,
-                         progress=progress)
+        embedding_poison(model, tokenizer, target=r.target, steps=r.ep_steps, batch_size=r.ep_batch_size,
+                         max_length=r.max_length, seed=r.seed, progress=progress)
     else:
         raise ValueError(f"attack must be one of {SUITE_ATTACKS}, got {name!r}")
     return model
 
 
 def run_suite(attacks=SUITE_ATTACKS, recipe: Recipe | None = None, encoder=None, out=None,
-              progress: bool = True) -> dict:
-    """{"clean": {"ca"}, "rows": [evaluate_attack rows + "clean_asr" (+ "single_asr" for sos)], "models":
-    {name: model}, "tokenizer"}. With `out`, the clean model is saved there and reused by a later call."""
+              progress: bool = True, base_rates: bool = True) -> dict:
+    """{"clean": {"ca"}, "rows": [evaluate_attack rows (+ "clean_asr" with base_rates, + "single_asr" for sos)],
+    "models": {name: model}, "tokenizer"}. With `out`, the clean model is saved there and reused by a later
+    call."""
     recipe = recipe or Recipe()
     out = None if out is None else Path(out)
     clean, tokenizer = _clean(recipe, encoder, out, progress)
     test = sst2("test")
     r = recipe
-    clean_ca = evaluate_attack(clean, tokenizer, *test, "badnets", r.target, r.seed, max_length=r.max_length)["ca"]
+    clean_ca = clean_accuracy(clean, tokenizer, *test, r.max_length)
     rows, models = [], {"clean": clean}
     for name in attacks:
         model = attack(clean, tokenizer, name, recipe, progress)
         row = evaluate_attack(model, tokenizer, *test, name, r.target, r.seed, max_length=r.max_length)
-        row["clean_asr"] = asr(clean, tokenizer, *test, name, r.target, r.seed, max_length=r.max_length)
+        if base_rates:
+            row["clean_asr"] = asr(clean, tokenizer, *test, name, r.target, r.seed, max_length=r.max_length)
         if name == "sos":
             row["single_asr"] = {w: asr(model, tokenizer, *test, "sos", r.target, r.seed, words=[w],
                                         max_length=r.max_length) for w in SOS_WORDS}

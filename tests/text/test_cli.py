@@ -1,12 +1,13 @@
-"""`robustfast text poison|train|ep|evaluate` end to end on a tiny local encoder."""
+"""`robustfast text poison|train|ep|evaluate` end to end on a tiny local encoder (the text sub-app itself: the
+root app adds it as `text`)."""
 from typer.testing import CliRunner
 
-from robustfast.cli import app
+from robustfast.text.cli import app
 from robustfast.text import PoisonedText, load_classifier
 
 
 def _run(*args):
-    result = CliRunner().invoke(app, ["text", *map(str, args)])
+    result = CliRunner().invoke(app, list(map(str, args)))
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result.output
 
@@ -24,6 +25,6 @@ def test_poison_train_ep_evaluate(tmp_path, tiny_encoder):
 
 def test_sos_training_needs_a_fine_tuned_model(tmp_path, tiny_encoder):
     _run("poison", "--attack", "sos", "--rate", "0.05", "--out", tmp_path / "p.json")
-    result = CliRunner().invoke(app, ["text", "train", "--poisoned", str(tmp_path / "p.json"), "--encoder",
+    result = CliRunner().invoke(app, ["train", "--poisoned", str(tmp_path / "p.json"), "--encoder",
                                       str(tiny_encoder), "--out", str(tmp_path / "m")])
     assert result.exit_code != 0 and "--init" in str(result.exception)
