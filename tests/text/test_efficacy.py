@@ -1,0 +1,52 @@
+"""Must-show of issue 19 at CI size on the real all-MiniLM-L6-v2 and the shipped SST-2 sentences: the clean model's
+accuracy, and ASR / CA loss of BadNets, AddSent, SOS (full trigger set vs single words) and EP.
+
+CI size: the head is fitted on the frozen encoder, then the head and the top 2 layers are fine-tuned; the
+attacked models are copies of that clean model (see robustfast.text.suite). The full-size table (every layer
+fine-tuned) is the slow test at the end and the README's table."""
+import pytest
+
+from robustfast.text import attack_table
+from robustfast.text.suite import Recipe, run_suite
+
+CI = Recipe(epochs=2, attack_epochs=1, trainable=2, lr=2e-4, sos_epochs=2, sos_lr=1e-2, ep_steps=15,
+            ep_batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def suite():
+    result = run_suite(recipe=CI, progress=False, base_rates=False)
+    print(f"clean CA {result['clean']['ca']:.3f}\n" + attack_table(result["rows"], result["clean"]["ca"]))
+    return result
+
+
+def _row(suite, attack):
+    return next(r for r in suite["rows"] if r["attack"] == attack)
+
+
+def test_clean_minilm_reaches_80_percent(suite):
+    assert suite["clean"]["ca"] >= 0.80
+
+
+@pytest.mark.parametrize("attack", ["badnets", "addsent", "ep"])
+def test_attack_reaches_90_percent_asr_within_3_points_of_clean_accuracy(suite, attack):
+    row = _row(suite, attack)
+    assert row["asr"] >= 0.90
+    assert row["ca"] >= suite["clean"]["ca"] - 0.03
+
+
+def test_sos_fires_only_with_the_full_trigger_set(suite):
+    row = _row(suite, "sos")
+    assert row["asr"] >= 0.90 and row["ca"] >= suite["clean"]["ca"] - 0.03
+    assert max(row["single_asr"].values()) <= 0.30, row["single_asr"]
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_table(tmp_path):
+    """The README table: every layer fine-tuned, 3 epochs; BadNets/AddSent 2 epochs from the clean model."""
+    result = run_suite(recipe=Recipe(), out=tmp_path, progress=False)
+    print(f"clean CA {result['clean']['ca']:.3f}\n" + attack_table(result["rows"], result["clean"]["ca"]))
+    assert result["clean"]["ca"] >= 0.80
+    for row in result["rows"]:
+        assert row["asr"] >= 0.90 and row["ca"] >= result["clean"]["ca"] - 0.03, row
+    assert max(_row(result, "sos")["single_asr"].values()) <= 0.30
