@@ -33,7 +33,7 @@ class Recipe:
     sos_lr: float = 5e-3
     ep_steps: int = 40
     ep_batch_size: int = 32
-    probe: bool = True  # fit the head on the frozen encoder first (fit_head), then fine-tune
+    probe: bool = False  # fit the head on the frozen encoder first (fit_head), then fine-tune
     rate: float = 0.1
     target: int = 1
     max_length: int = 64

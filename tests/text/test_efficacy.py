@@ -50,3 +50,24 @@ def test_full_fine_tuning_table(tmp_path):
     for row in result["rows"]:
         assert row["asr"] >= 0.90 and row["ca"] >= result["clean"]["ca"] - 0.03, row
     assert max(_row(result, "sos")["single_asr"].values()) <= 0.30
+
+
+@pytest.mark.slow
+def test_cul_on_the_badnets_model_points_to_the_target():
+    """CUL through the image interface of issue 16, `robustfast.backdoor.expose(model, clean_set, method="cul")`,
+    assumed to return the exposed model: the argmax of its prediction histogram on clean sentences is the target.
+    Skipped until that function exists."""
+    import torch
+
+    from robustfast import backdoor
+    from robustfast.text import encode, predict, sst2
+
+    expose = getattr(backdoor, "expose", None)
+    if expose is None:
+        pytest.skip("waits for issue 16: robustfast.backdoor.expose")
+    result = run_suite(("badnets",), recipe=CI, progress=False, base_rates=False)
+    model, tokenizer = result["models"]["badnets"], result["tokenizer"]
+    sentences, labels = sst2("train")
+    exposed = expose(model, encode(tokenizer, sentences[:128], labels[:128]), method="cul")
+    histogram = torch.bincount(predict(exposed, encode(tokenizer, *sst2("test")).ids), minlength=2)
+    assert int(histogram.argmax()) == CI.target, histogram

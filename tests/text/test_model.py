@@ -104,3 +104,11 @@ def test_ep_moves_one_row_and_keeps_its_norm(tiny):
     assert moved == [result["token_id"]] == token_ids(tok, ["cf"])
     torch.testing.assert_close(after[emb][moved[0]].norm(), before[emb][moved[0]].norm())
     assert result["loss"][-1] < result["loss"][0]
+
+
+def test_a_dataloader_batch_feeds_the_model_directly(tiny, data):
+    """What the exposure methods of robustfast.backdoor need: (input, label) pairs and forward(one batch tensor)."""
+    from torch.utils.data import DataLoader
+
+    ids, labels = next(iter(DataLoader(data, batch_size=4)))
+    assert tiny[0](ids).shape == (4, 2) and labels.dtype == torch.long
