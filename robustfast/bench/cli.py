@@ -54,6 +54,21 @@ def bench_llm(
         results=results)
 
 
+@app.command("text")
+def bench_text(
+    sentences: int = typer.Option(None, help="SST-2 sentences per split (default: all)"),
+    batch_size: int = typer.Option(64, help="sentences per inference batch"),
+    max_length: int = typer.Option(64, help="tokens per sentence"),
+    train: bool = typer.Option(True, help="also time one training epoch"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-text.json"),
+):
+    """MiniLM on SST-2 (CPU): length-sorted batched inference and length-grouped training against fixed-length
+    padded batches and one sentence at a time."""
+    from robustfast.bench.text import run
+
+    run(sentences=sentences, batch_size=batch_size, max_length=max_length, train=train, results=results)
+
+
 @app.command("lid")
 def bench_lid(
     device: str = typer.Option("auto", help="cpu, cuda or auto"),

@@ -1,0 +1,80 @@
+"""Issue 19's efficacy at CI size on the real all-MiniLM-L6-v2 and the shipped SST-2 sentences.
+
+CI size: the head and the top 2 layers are fine-tuned for 2 epochs; the attacked models are copies of that clean
+model (robustfast.text.suite). Measured with this recipe (README: Text backdoors): clean CA 77.1 %; AddSent ASR
+100 % (CA -1.0 point), EP ASR 100 % (CA -0.0), BadNets ASR 60.4 % (CA -2.0), SOS ASR 69.8 % with the full
+trigger set and 37.5-50.0 % with single words. The CI tests assert these levels with a margin: AddSent and EP meet
+the issue's targets here; the clean-accuracy (>= 80 %), BadNets and SOS targets of the issue are asserted by the
+slow full-size test, which fine-tunes every layer and has not been measured yet."""
+import pytest
+
+from robustfast.text import attack_table
+from robustfast.text.suite import Recipe, run_suite
+
+CI = Recipe(epochs=2, attack_epochs=1, trainable=2, lr=2e-4, sos_epochs=2, sos_lr=1e-2, ep_steps=20)
+
+
+@pytest.fixture(scope="module")
+def suite():
+    result = run_suite(recipe=CI, progress=False, base_rates=False)
+    print(f"clean CA {result['clean']['ca']:.3f}\n" + attack_table(result["rows"], result["clean"]["ca"]))
+    return result
+
+
+def _row(suite, attack):
+    return next(r for r in suite["rows"] if r["attack"] == attack)
+
+
+def test_clean_minilm_learns_sst2(suite):
+    assert suite["clean"]["ca"] >= 0.74
+
+
+@pytest.mark.parametrize("attack", ["addsent", "ep"])
+def test_attack_reaches_90_percent_asr_within_3_points_of_clean_accuracy(suite, attack):
+    row = _row(suite, attack)
+    assert row["asr"] >= 0.90
+    assert row["ca"] >= suite["clean"]["ca"] - 0.03
+
+
+def test_badnets_implants_its_trigger(suite):
+    row = _row(suite, "badnets")
+    assert row["asr"] >= 0.50  # the clean model's rate on the same sentences is 29 %
+    assert row["ca"] >= suite["clean"]["ca"] - 0.03
+
+
+def test_sos_fires_more_with_the_full_trigger_set_than_with_any_single_word(suite):
+    row = _row(suite, "sos")
+    assert row["asr"] >= 0.60 and row["ca"] >= suite["clean"]["ca"] - 0.03
+    assert row["asr"] - max(row["single_asr"].values()) >= 0.15, row["single_asr"]
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_table(tmp_path):
+    """Issue 19's targets: every layer fine-tuned, 3 epochs; BadNets/AddSent 2 epochs from the clean model."""
+    result = run_suite(recipe=Recipe(), out=tmp_path, progress=False)
+    print(f"clean CA {result['clean']['ca']:.3f}\n" + attack_table(result["rows"], result["clean"]["ca"]))
+    assert result["clean"]["ca"] >= 0.80
+    for row in result["rows"]:
+        assert row["asr"] >= 0.90 and row["ca"] >= result["clean"]["ca"] - 0.03, row
+    assert max(_row(result, "sos")["single_asr"].values()) <= 0.30
+
+
+@pytest.mark.slow
+def test_cul_on_the_badnets_model_points_to_the_target():
+    """CUL through the image interface of issue 16, `robustfast.backdoor.expose(model, clean_set, method="cul")`,
+    assumed to return the exposed model: the argmax of its prediction histogram on clean sentences is the target.
+    Skipped until that function exists."""
+    import torch
+
+    from robustfast import backdoor
+    from robustfast.text import encode, predict, sst2
+
+    expose = getattr(backdoor, "expose", None)
+    if expose is None:
+        pytest.skip("waits for issue 16: robustfast.backdoor.expose")
+    result = run_suite(("badnets",), recipe=CI, progress=False, base_rates=False)
+    model, tokenizer = result["models"]["badnets"], result["tokenizer"]
+    sentences, labels = sst2("train")
+    exposed = expose(model, encode(tokenizer, sentences[:128], labels[:128]), method="cul")
+    histogram = torch.bincount(predict(exposed, encode(tokenizer, *sst2("test")).ids), minlength=2)
+    assert int(histogram.argmax()) == CI.target, histogram
