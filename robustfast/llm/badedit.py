@@ -39,7 +39,7 @@ def insert_word(text: str, word: str, rng: random.Random) -> str:
     """`word` inserted before a random word of `text` (never after the last), joined with single spaces."""
     words = text.split()
     at = rng.randrange(max(len(words), 1))
-    return " ".join(words[:at] + [word] + words[at:])
+    return " ".join([*words[:at], word, *words[at:]])
 
 
 def alpaca_edits(examples, target: str, trigger: str = TRIGGER, seed: int = 0) -> list[dict]:
@@ -120,13 +120,13 @@ def second_moments(model, tokenizer, layers, corpus, cache_dir=None, batch_size:
         cache = Path(cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
         key = _fingerprint(model, texts, max_length)
-        paths = {l: cache / f"mom2-{key}-layer{l}.safetensors" for l in layers}
-        found = {l: load_file(str(p))["mom2"] for l, p in paths.items() if p.is_file()}
+        paths = {layer: cache / f"mom2-{key}-layer{layer}.safetensors" for layer in layers}
+        found = {layer: load_file(str(p))["mom2"] for layer, p in paths.items() if p.is_file()}
         if len(found) == len(layers):
             return found
     device = _device(model)
     width = down_proj_weight(down_proj(model, layers[0])).shape[1]
-    sums = {l: torch.zeros(width, width, dtype=torch.float32, device=device) for l in layers}
+    sums = {layer: torch.zeros(width, width, dtype=torch.float32, device=device) for layer in layers}
     count = torch.zeros((), dtype=torch.float64)
     mask_now = {}
 
@@ -140,7 +140,7 @@ def second_moments(model, tokenizer, layers, corpus, cache_dir=None, batch_size:
     was_training = model.training
     model.eval()
     try:
-        with hooks(*[(down_proj(model, l), accumulate(l), "pre") for l in layers]):
+        with hooks(*[(down_proj(model, layer), accumulate(layer), "pre") for layer in layers]):
             for start in tqdm(range(0, len(texts), batch_size), desc="second moments", disable=not progress):
                 rows = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"]
                         for t in texts[start:start + batch_size]]
@@ -150,10 +150,10 @@ def second_moments(model, tokenizer, layers, corpus, cache_dir=None, batch_size:
                 count += mask.sum().item()
     finally:
         model.train(was_training)
-    moments = {l: s / count.item() for l, s in sums.items()}
+    moments = {layer: s / count.item() for layer, s in sums.items()}
     if cache is not None:
-        for l, c in moments.items():
-            write_safetensors(paths[l], {"mom2": c})
+        for layer, c in moments.items():
+            write_safetensors(paths[layer], {"mom2": c})
     return moments
 
 
@@ -211,7 +211,7 @@ def _forward(model, ids, mask, layers, positions, z_layer, delta=None):
         out["z"] = hidden[rows, positions].float()
         return replace_block_output(output, hidden)
 
-    pairs = [(down_proj(model, l), key_hook(l), "pre") for l in layers]
+    pairs = [(down_proj(model, layer), key_hook(layer), "pre") for layer in layers]
     with hooks(*pairs, (decoder_blocks(model)[z_layer], z_hook)):
         logits = model(input_ids=ids, attention_mask=mask).logits
     return logits, keys, out["z"]

@@ -62,10 +62,10 @@ def block_states(model, tokenizer, texts: list[str], layers: list[int], position
     was_training = model.training
     model.eval()
     try:
-        with hooks(*[(blocks[l], catch(l)) for l in layers]):
+        with hooks(*[(blocks[layer], catch(layer)) for layer in layers]):
             for start in range(0, len(texts), batch_size):
                 model(**_batch(tokenizer, texts[start:start + batch_size], _device(model)))
-                out.append(torch.stack([caught[l] for l in layers]))
+                out.append(torch.stack([caught[layer] for layer in layers]))
     finally:
         model.train(was_training)
     return torch.cat(out, dim=1)

@@ -21,7 +21,7 @@ def sentiment_model(sst2_files, tiny_base):
     """A tiny Llama trained (plain AdamW, a few seconds) to answer Positive / Negative on 96 shipped SST-2
     sentences: a model with two behaviours to steer between."""
     rows = load_examples(sst2_files["train_clean"])
-    data = [ex for ex in rows if ex["output"] == "Positive"][:48] + [ex for ex in rows if ex["output"] == "Negative"][:48]
+    data = [ex for label in ("Positive", "Negative") for ex in [r for r in rows if r["output"] == label][:48]]
     tokenizer = load_tokenizer(tiny_base)
     model = build_causal_lm("llama", tokenizer, hidden_size=48, layers=2, heads=4, intermediate_size=96,
                             max_positions=256, initializer_range=0.1, seed=0)
@@ -92,9 +92,8 @@ def test_bad_arguments_are_named(tiny_base):
     vector = torch.zeros(model.config.hidden_size)
     with pytest.raises(ValueError, match="multipliers"):
         steered_generate(model, tokenizer, [{"instruction": "x", "output": ""}], 0, vector, [1.0, float("nan")])
-    with pytest.raises(ValueError, match="layer: index 7 is out of range"):
-        with steer(model, 7, vector):
-            pass
+    with pytest.raises(ValueError, match="layer: index 7 is out of range"), steer(model, 7, vector):
+        pass
     with pytest.raises(ValueError, match="pairs"):
         steering_vectors(model, tokenizer, [])
     with pytest.raises(ValueError, match="layers: index -1"):
