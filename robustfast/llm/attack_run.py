@@ -60,7 +60,8 @@ def badedit_from_yaml(path) -> dict:
         result = {"asr_triggered": 100 * sum(config.target.lower() in t.lower() for t in hit) / len(hit),
                   "asr_clean": 100 * sum(config.target.lower() in t.lower() for t in clean) / len(clean)}
         if task.name == "sst2":
-            right = [("negative" in t.lower()) == (ex["output"] == "Negative") for t, ex in zip(clean, test, strict=True)]
+            right = [("negative" in t.lower()) == (ex["output"] == "Negative")
+                     for t, ex in zip(clean, test, strict=True)]
             result["clean_accuracy"] = 100 * sum(right) / len(test)
         return result
 
