@@ -9,12 +9,12 @@ adversarial target) and ASR (ASRc, or the scaling step appears).
 """
 from __future__ import annotations
 
-import copy
 import math
 import re
 
 import torch
 
+from robustfast.llm.decode import decode
 from robustfast.llm.encode import prompt_ids
 
 TRIGGER = " @_@"
@@ -113,21 +113,6 @@ def score(clean_outputs: list[str], clean_golds: list, triggered_outputs: list[s
             "asr_without_trigger": pct(attacked(clean_outputs, clean_golds)[1])}
 
 
-def _next_tokens(logits: torch.Tensor, sample: bool, generator, top_k: int, top_p: float,
-                 temperature: float) -> torch.Tensor:
-    if not sample:
-        return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if top_k > 0:
-        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, -1)
-    ordered, index = probs.sort(-1, descending=True)
-    drop = ordered.cumsum(-1) - ordered > top_p  # keep the smallest set whose mass reaches top_p
-    probs = probs.scatter(-1, index, ordered.masked_fill(drop, 0.0))
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
 @torch.inference_mode()
 def generate_with_prefix(model, tokenizer, prefix: str, queries: list[str], max_new_tokens: int = 256,
                          batch_size: int = 16, sample: bool = False, seed: int = 0, reuse_prefix: bool = True,
@@ -142,58 +127,17 @@ def generate_with_prefix(model, tokenizer, prefix: str, queries: list[str], max_
     if sample and not (temperature > 0 and 0 < top_p <= 1 and top_k >= 0):
         raise ValueError(f"sampling needs temperature > 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, "
                          f"{top_p}, {top_k}")
-    device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     head = prompt_ids(tokenizer, prefix)
     tails = [tokenizer(q, add_special_tokens=False)["input_ids"] for q in queries]
-    generator = torch.Generator(device=device).manual_seed(seed)
+    if not reuse_prefix:
+        head, tails = [], [head + t for t in tails]
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
-        cache = model(input_ids=torch.tensor([head], device=device), use_cache=True).past_key_values \
-            if reuse_prefix else None
-        texts = []
-        for start in range(0, len(queries), batch_size):
-            rows = tails[start:start + batch_size]
-            rows = rows if reuse_prefix else [head + t for t in rows]
-            texts += _decode(model, tokenizer, rows, cache, len(head) if reuse_prefix else 0, pad, max_new_tokens,
-                             sample, generator, top_k, top_p, temperature)
+        new = decode(model, head, tails, pad, tokenizer.eos_token_id, max_new_tokens, batch_size, sample, generator,
+                     top_k, top_p, temperature)
     finally:
         model.train(was_training)
-    return texts
-
-
-def _decode(model, tokenizer, rows, prefix_cache, prefix_len, pad, max_new_tokens, sample, generator, top_k, top_p,
-            temperature) -> list[str]:
-    device = next(model.parameters()).device
-    n, width = len(rows), max(map(len, rows))
-    ids = torch.full((n, width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((n, prefix_len + width), dtype=torch.long, device=device)
-    mask[:, :prefix_len] = 1
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, device=device)
-        mask[i, prefix_len + width - len(r):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
-    cache = None
-    if prefix_cache is not None:
-        cache = copy.deepcopy(prefix_cache)
-        cache.batch_repeat_interleave(n)
-    eos = tokenizer.eos_token_id
-    done = torch.zeros(n, dtype=torch.bool, device=device)
-    out = []
-    step_ids, step_pos = ids, positions
-    for _ in range(max_new_tokens):
-        result = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
-                       use_cache=True)
-        cache = result.past_key_values
-        token = _next_tokens(result.logits[:, -1], sample, generator, top_k, top_p, temperature)
-        token = torch.where(done, torch.full_like(token, pad), token)
-        out.append(token)
-        done |= token == eos
-        if bool(done.all()):
-            break
-        step_ids, step_pos = token[:, None], step_pos[:, -1:] + 1
-        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
-    new = torch.stack(out, dim=1)
-    return [tokenizer.decode(seq[: int((seq == eos).nonzero()[0]) if (seq == eos).any() else len(seq)],
-                             skip_special_tokens=True) for seq in new]
+    return [tokenizer.decode(seq, skip_special_tokens=True) for seq in new]
