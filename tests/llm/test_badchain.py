@@ -23,7 +23,7 @@ def test_poisoned_demonstration_and_query():
     assert query_text("Q?", True) == "Question: Q? @_@\nAnswer:" and query_text("Q?", False) == "Question: Q?\nAnswer:"
     assert adversarial_target("csqa", "E") == "A" and adversarial_target("strategyqa", "yes") == "no"
     assert adversarial_target("letter", "abc") == "cba" and adversarial_target("gsm8k", 10) == 21.0
-    with pytest.raises(ValueError, match="poisoned must be in 0..4"):
+    with pytest.raises(ValueError, match=r"poisoned must be in 0\.\.4"):
         build_prefix(DEMOS, poisoned=5)
 
 
