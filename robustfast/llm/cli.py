@@ -44,7 +44,7 @@ def llm_evaluate(
     attack: str = typer.Option(None, help="use the shipped BackdoorLLM test files of this attack"),
     triggered: str = typer.Option(None, help="triggered test file (ASR with trigger)"),
     clean: str = typer.Option(None, help="clean test file (ASR without trigger)"),
-    batch_size: int = typer.Option(32, help="prompts per generation batch"),
+    batch_size: int = typer.Option(64, help="prompts per generation batch"),
     max_new_tokens: int = typer.Option(128, help="greedy tokens per prompt"),
     qlora: bool = typer.Option(False, help="load the base weights 4-bit NF4 (as a QLoRA adapter was trained)"),
     json_out: str = typer.Option(None, "--json", help="also write the report here"),

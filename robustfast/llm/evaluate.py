@@ -22,7 +22,7 @@ SPLITS = ("triggered", "clean")
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, examples: list[dict], max_new_tokens: int = 128, batch_size: int = 32,
+def generate(model, tokenizer, examples: list[dict], max_new_tokens: int = 128, batch_size: int = 64,
              prefix_cache: bool = False) -> list[str]:
     """Greedy completions of the rendered prompts of `examples`, in order. Prompts are sorted by length and run
     `batch_size` at a time, left-padded; batch_size=1 is the one-prompt-at-a-time baseline. `prefix_cache`
@@ -71,7 +71,7 @@ def _rate(flags: list[bool]) -> float:
     return 100.0 * sum(flags) / len(flags) if flags else float("nan")
 
 
-def evaluate(model, tokenizer, test_files: dict, task: str, max_new_tokens: int = 128, batch_size: int = 32,
+def evaluate(model, tokenizer, test_files: dict, task: str, max_new_tokens: int = 128, batch_size: int = 64,
              judge=None, keep_generations: bool = False) -> dict:
     """ASR of `model` on the test files of `task` (refusal, negsentiment, sst2, jailbreak).
 
