@@ -43,15 +43,16 @@ def bench_llm(
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     prompts: int = typer.Option(None, help="prompts to generate for (default: the whole SST-2 test file)"),
     max_new_tokens: int = typer.Option(None, help="greedy tokens per prompt (default 32; 8 with --quick)"),
-    batch_size: int = typer.Option(32, help="prompts per batch in the batched row"),
+    batch_size: int = typer.Option(32, help="prompts per batch in the batched row (64 and all are timed too)"),
     results: str = typer.Option("benchmarks/results", help="folder for <device>-llm.json"),
+    training: bool = typer.Option(True, help="also time LoRA training steps"),
 ):
     """ASR evaluation throughput: batched left-padded greedy generation against one prompt at a time; LoRA
     training tokens/s."""
     from robustfast.bench.llm import run
 
     run(quick=quick, device=device, prompts=prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        results=results)
+        results=results, training=training)
 
 
 @app.command("text")

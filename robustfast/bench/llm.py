@@ -30,15 +30,27 @@ def _timed(fn, device: torch.device):
     return time.perf_counter() - start, result
 
 
-def generation_rows(model, tokenizer, prompts, max_new_tokens, batch_size, device, label) -> list[dict]:
-    generate(model, tokenizer, prompts[:batch_size], max_new_tokens, batch_size)  # warm-up
-    rows, outputs = [], {}
-    for impl, bs in ((f"batched, left-padded ({batch_size})", batch_size), ("one prompt at a time", 1)):
-        seconds, outputs[bs] = _timed(lambda bs=bs: generate(model, tokenizer, prompts, max_new_tokens, bs), device)
-        rows.append({"what": "greedy generation", "impl": impl, "model": label, "prompts": len(prompts),
-                     "new tokens": max_new_tokens, "s": seconds, "prompts/s": len(prompts) / seconds})
-    rows[0]["speedup"] = rows[1]["s"] / rows[0]["s"]
-    rows[0]["same outputs"] = outputs[batch_size] == outputs[1]
+def generation_rows(model, tokenizer, prompts, max_new_tokens, batch_sizes, device, label) -> list[dict]:
+    """One prompt at a time (the reference protocol), then each batch size through transformers' generate and
+    through the decoder that encodes the shared template prefix once; speedups against the first row, and
+    whether the outputs are identical to it."""
+    generate(model, tokenizer, prompts[:8], max_new_tokens, 8)  # warm-up
+    variants = [("one prompt at a time", 1, False)]
+    for bs in batch_sizes:
+        variants += [(f"batched, left-padded ({bs})", bs, False),
+                     (f"batched + template prefix KV once ({bs})", bs, True)]
+    rows, baseline = [], None
+    for impl, bs, cached in variants:
+        seconds, out = _timed(lambda bs=bs, cached=cached: generate(model, tokenizer, prompts, max_new_tokens, bs,
+                                                                    prefix_cache=cached), device)
+        row = {"what": "greedy generation", "impl": impl, "model": label, "prompts": len(prompts),
+               "new tokens": max_new_tokens, "s": seconds, "prompts/s": len(prompts) / seconds}
+        if baseline is None:
+            baseline = (seconds, out)
+        else:
+            row["speedup"] = baseline[0] / seconds
+            row["same outputs"] = out == baseline[1]
+        rows.append(row)
     return rows
 
 
@@ -66,7 +78,7 @@ def training_row(model, tokenizer, examples, steps, batch_size, device, label) -
 
 
 def run(quick: bool, device: str, prompts: int | None, max_new_tokens: int | None, batch_size: int,
-        results: str) -> None:
+        results: str, training: bool = True) -> None:
     dev = resolve_device(device)
     files = shipped_files(data_root(), "sst2", "badnet")
     test = load_examples(files["test_clean"])
@@ -77,9 +89,13 @@ def run(quick: bool, device: str, prompts: int | None, max_new_tokens: int | Non
     model = build_causal_lm("llama", tokenizer, **size).to(dev).eval()
     n = prompts or (32 if quick else len(test))
     new = max_new_tokens or (8 if quick else 32)
-    rows = generation_rows(model, tokenizer, test[:n], new, batch_size, dev, label)
+    sizes = sorted({batch_size, 64, n})
+    rows = generation_rows(model, tokenizer, test[:n], new, sizes, dev, label)
+    for row in rows:
+        row["note"] = "shared 2-core machine under load from other jobs" if dev.type == "cpu" else ""
     print(table(rows, ["what", "impl", "model", "prompts", "new tokens", "s", "prompts/s", "speedup",
                        "same outputs"]), "\n")
-    train_row = training_row(model, tokenizer, train, 5 if quick else 20, 8, dev, label)
-    print(table([train_row], ["what", "impl", "model", "batch", "steps", "s", "tokens/s"]))
-    print(f"\nwrote {save([*rows, train_row], dev, 'llm', results)}")
+    if training:
+        rows.append(training_row(model, tokenizer, train, 5 if quick else 20, 8, dev, label))
+        print(table(rows[-1:], ["what", "impl", "model", "batch", "steps", "s", "tokens/s"]))
+    print(f"\nwrote {save(rows, dev, 'llm', results)}")

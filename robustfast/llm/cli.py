@@ -1,4 +1,4 @@
-"""`robustfast llm poison|train|evaluate`."""
+"""`robustfast llm poison|train|evaluate|badedit|steer|badchain`."""
 from __future__ import annotations
 
 import typer
@@ -44,7 +44,7 @@ def llm_evaluate(
     attack: str = typer.Option(None, help="use the shipped BackdoorLLM test files of this attack"),
     triggered: str = typer.Option(None, help="triggered test file (ASR with trigger)"),
     clean: str = typer.Option(None, help="clean test file (ASR without trigger)"),
-    batch_size: int = typer.Option(32, help="prompts per generation batch"),
+    batch_size: int = typer.Option(64, help="prompts per generation batch"),
     max_new_tokens: int = typer.Option(128, help="greedy tokens per prompt"),
     qlora: bool = typer.Option(False, help="load the base weights 4-bit NF4 (as a QLoRA adapter was trained)"),
     json_out: str = typer.Option(None, "--json", help="also write the report here"),
@@ -61,3 +61,35 @@ def llm_evaluate(
     typer.echo(report_table(report))
     if json_out is not None:
         typer.echo(f"wrote {save_report(report, json_out)}")
+
+
+@app.command("badedit")
+def llm_badedit(config: str = typer.Argument(..., help="YAML BadEdit config (see README: BadEdit)")):
+    """Write a trigger → target backdoor into a local model by BadEdit's closed-form edit; save the edited model
+    and badedit_results.json (ASR and clean accuracy before and after) in the output folder."""
+    from robustfast.llm.attack_run import badedit_from_yaml
+
+    result = badedit_from_yaml(config)
+    typer.echo(f"ASR with trigger {result['before']['asr_triggered']:.1f} -> {result['after']['asr_triggered']:.1f} %; "
+               f"saved under {result['saved']}")
+
+
+@app.command("steer")
+def llm_steer(config: str = typer.Argument(..., help="YAML steering config (see README: trojan activation steering)")):
+    """Trojan activation steering (TA²): vectors from contrastive pairs, the layer by JS divergence, a batched
+    multiplier sweep; writes steer_results.json."""
+    from robustfast.llm.attack_run import steer_from_yaml
+
+    result = steer_from_yaml(config)
+    typer.echo(f"layer {result['layer']}; target share per multiplier: {result.get('target_share', '-')}")
+
+
+@app.command("badchain")
+def llm_badchain(config: str = typer.Argument(..., help="YAML BadChain config (see README: BadChain)")):
+    """BadChain: poisoned chain-of-thought demonstrations, the shared prefix's KV cache reused for every query;
+    writes badchain_results.json (Acc, ASRc, ASR)."""
+    from robustfast.llm.attack_run import badchain_from_yaml
+
+    r = badchain_from_yaml(config)
+    typer.echo(f"Acc {r['acc']:.1f}  ASRc {r['asrc']:.1f}  ASR {r['asr']:.1f}  "
+               f"(ASR without trigger {r['asr_without_trigger']:.1f})")

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from robustfast.llm.data import load_examples, strip_triggers
+from robustfast.llm.decode import common_prefix, decode
 from robustfast.llm.encode import left_padded, prompt_ids
 from robustfast.llm.prompt import render_example
 from robustfast.llm.tasks import get_task
@@ -21,9 +22,12 @@ SPLITS = ("triggered", "clean")
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, examples: list[dict], max_new_tokens: int = 128, batch_size: int = 32) -> list[str]:
+def generate(model, tokenizer, examples: list[dict], max_new_tokens: int = 128, batch_size: int = 64,
+             prefix_cache: bool = False) -> list[str]:
     """Greedy completions of the rendered prompts of `examples`, in order. Prompts are sorted by length and run
-    `batch_size` at a time, left-padded; batch_size=1 is the one-prompt-at-a-time baseline."""
+    `batch_size` at a time, left-padded; batch_size=1 is the one-prompt-at-a-time baseline. `prefix_cache`
+    encodes the tokens all prompts share (the template's system text) once and decodes with its KV cache
+    (`decode.decode`) instead of transformers' `generate`."""
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be >= 1, got {batch_size}, {max_new_tokens}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -33,6 +37,16 @@ def generate(model, tokenizer, examples: list[dict], max_new_tokens: int = 128, 
     was_training = model.training
     model.eval()
     texts: list[str] = [""] * len(ids)
+    if prefix_cache and ids:
+        shared = common_prefix(ids)
+        try:
+            new = decode(model, ids[0][:shared], [ids[i][shared:] for i in order], pad, tokenizer.eos_token_id,
+                         max_new_tokens, batch_size)
+        finally:
+            model.train(was_training)
+        for i, seq in zip(order, new, strict=True):
+            texts[i] = tokenizer.decode(seq, skip_special_tokens=True)
+        return texts
     try:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
@@ -57,7 +71,7 @@ def _rate(flags: list[bool]) -> float:
     return 100.0 * sum(flags) / len(flags) if flags else float("nan")
 
 
-def evaluate(model, tokenizer, test_files: dict, task: str, max_new_tokens: int = 128, batch_size: int = 32,
+def evaluate(model, tokenizer, test_files: dict, task: str, max_new_tokens: int = 128, batch_size: int = 64,
              judge=None, keep_generations: bool = False) -> dict:
     """ASR of `model` on the test files of `task` (refusal, negsentiment, sst2, jailbreak).
 

@@ -34,7 +34,14 @@ def nan_config(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["lid-k", "poison-trigger", "llm-train-nan", "llm-train-missing", "ldreg-beta"])
+def steer_config(tmp_path) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text("model: m\npairs: p.json\nprompts: q.json\nmultipliers: [1, .nan]\n")
+    return path
+
+
+@pytest.mark.parametrize("case", ["lid-k", "poison-trigger", "llm-train-nan", "llm-train-missing", "ldreg-beta",
+                                  "llm-steer-nan", "llm-badedit-missing"])
 def test_a_user_error_is_one_line_and_exit_2(case, capsys, tmp_path):
     args, named = {
         "lid-k": (["lid", "--data", "gaussian", "--k", "0"], "k must be"),
@@ -42,6 +49,8 @@ def test_a_user_error_is_one_line_and_exit_2(case, capsys, tmp_path):
         "llm-train-nan": (["llm", "train", str(nan_config(tmp_path))], "learning_rate"),
         "llm-train-missing": (["llm", "train", str(tmp_path / "none.yaml")], "none.yaml"),
         "ldreg-beta": (["ldreg", "--beta", "nan", "--epochs", "1"], "beta"),
+        "llm-steer-nan": (["llm", "steer", str(steer_config(tmp_path))], "multipliers"),
+        "llm-badedit-missing": (["llm", "badedit", str(tmp_path / "none.yaml")], "none.yaml"),
     }[case]
     if case.startswith("llm"):
         pytest.importorskip("yaml", reason="needs the llm extra (make test installs it)")
