@@ -19,6 +19,7 @@ from robustfast.attacks import demo as attacks_demo
 from robustfast.backdoor import demo as backdoor_demo
 from robustfast.lid import demo as lid_demo
 from robustfast.losses import demo as losses_demo
+from robustfast.nas import demo as nas_demo
 from robustfast.unlearnable import demo as unlearnable_demo
 
 # (result key, the package's section); each is section(device, out, *, epochs, quick) -> dict of its figures.
@@ -28,11 +29,12 @@ SECTIONS = (
     ("unlearnable", unlearnable_demo.section),
     ("backdoor", backdoor_demo.section),
     ("lid", lid_demo.section),
+    ("nas", nas_demo.section),
 )
 
 
 def run(epochs: int, device: str, out: str, quick: bool = False) -> dict:
-    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid"}, each with its
+    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid", "nas"}, each with its
     figures."""
     dev = str(resolve_device(device))
     return {name: section(dev, out, epochs=epochs, quick=quick) for name, section in SECTIONS}

@@ -101,3 +101,17 @@ def bench_triggers(
     if quick:
         batch_size, size, repeats = 64, 16, 1
     run(batch_size=batch_size, size=size, repeats=repeats, device=device, results=results)
+
+
+@app.command("nas")
+def bench_nas(
+    device: str = typer.Option("cpu", help="cpu, cuda or auto (the tree search always runs on the CPU)"),
+    quick: bool = typer.Option(False, help="small sizes (seconds): a check that every row runs, not saved"),
+    repeats: int = typer.Option(3, help="timed repeats of the tensor rows (after one warm-up)"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-nas.json"),
+):
+    """CMAB-NAS: C++ NMCS playouts/s against the Python oracle, segmented_batch_norm against its reference,
+    forward_children against one child at a time."""
+    from robustfast.bench.nas import run
+
+    run(device=device, quick=quick, repeats=repeats, results=results)

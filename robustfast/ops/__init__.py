@@ -4,5 +4,7 @@ from robustfast.ops.apply_triggers import apply_triggers
 from robustfast.ops.knn_lid import KnnLid, knn_lid
 from robustfast.ops.pgd_step import check_step_values, pgd_random_init, pgd_step
 from robustfast.ops.robust_loss import robust_loss
+from robustfast.ops.segmented_batch_norm import segmented_batch_norm
 
-__all__ = ["KnnLid", "apply_triggers", "check_step_values", "knn_lid", "pgd_random_init", "pgd_step", "robust_loss"]
+__all__ = ["KnnLid", "apply_triggers", "check_step_values", "knn_lid", "pgd_random_init", "pgd_step", "robust_loss",
+           "segmented_batch_norm"]
