@@ -35,7 +35,7 @@ class FixedCell(nn.Module):
         states = [self.pre0(s0, 0), self.pre1(s1, 0)]
         for pair, modules in zip(self.pairs, self.layers, strict=True):
             total = 0
-            for (j, _), module in zip(pair, modules):
+            for (j, _), module in zip(pair, modules, strict=False):
                 h = module(states[j], 0)
                 if self.training and not isinstance(module, Identity):
                     h = drop_path(h, drop_prob)

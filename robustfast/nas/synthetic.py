@@ -27,10 +27,13 @@ class _Problem:
         return torch.tensor(self.scores(paths.tolist()), dtype=torch.float64)
 
     def core(self):
-        ext = _backend.extension()
-        if ext is None:
-            raise RuntimeError(f"robustfast._C is not built: {_backend.extension_error()}")
-        return self._core(ext.nmcs)
+        """The same problem inside the C++ core (made once: its noise stream continues across calls)."""
+        if getattr(self, "_in_core", None) is None:
+            ext = _backend.extension()
+            if ext is None:
+                raise RuntimeError(f"robustfast._C is not built: {_backend.extension_error()}")
+            self._in_core = self._core(ext.nmcs)
+        return self._in_core
 
 
 class Separable(_Problem):

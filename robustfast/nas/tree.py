@@ -63,7 +63,6 @@ class NMCSTree:
         else:
             self._tree = oracle.Tree(self.arm_counts, float(alpha), share, int(seed))
         self.backend, self.depth = backend, len(self.arm_counts)
-        self._problems: dict[int, tuple[object, object]] = {}
 
     # -- problems ----------------------------------------------------------------------------------------------
 
@@ -78,12 +77,9 @@ class NMCSTree:
             if hasattr(problem, "scores"):
                 return problem.scores
             return lambda paths: _check_rewards(problem(torch.tensor(paths, dtype=torch.long)), len(paths))
-        cached = self._problems.get(id(problem))
-        if cached is None or cached[0] is not problem:
-            core = problem.core() if hasattr(problem, "core") else _backend.extension().nmcs.callback(
-                self.arm_counts, problem)
-            cached = self._problems[id(problem)] = (problem, core)
-        return cached[1]
+        if hasattr(problem, "core"):
+            return problem.core()
+        return _backend.extension().nmcs.callback(self.arm_counts, problem)
 
     # -- the tree ----------------------------------------------------------------------------------------------
 

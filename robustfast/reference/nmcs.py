@@ -106,7 +106,7 @@ class Tree:
             return a
         logn = math.log(self.visits[node] + self.pending[node])
         best, arm = -math.inf, tried[0]
-        for a, c in zip(tried, self.child_nodes[node]):
+        for a, c in zip(tried, self.child_nodes[node], strict=True):
             nj = float(self.visits[c] + self.pending[c])
             v = self.total[c] / nj + self.alpha * math.sqrt(2.0 * logn / nj)
             if v > best:
@@ -134,7 +134,7 @@ class Tree:
             self.pending[node] -= 1
 
     def update(self, paths, rewards) -> None:
-        for path, reward in zip(paths, rewards):
+        for path, reward in zip(paths, rewards, strict=True):
             r = self.share * reward
             node = 0
             self._backup(node, r)
@@ -149,7 +149,7 @@ class Tree:
         node = self._find(prefix)
         ranked = []
         if node >= 0:
-            for a, c in zip(self.child_arms[node], self.child_nodes[node]):
+            for a, c in zip(self.child_arms[node], self.child_nodes[node], strict=True):
                 if self.visits[c] > 0:
                     ranked.append((-(self.total[c] / self.visits[c]), a))
         if rank >= len(ranked):
@@ -161,7 +161,7 @@ class Tree:
         out = [[], [], [], []]
         if node < 0:
             return out
-        for a, c in zip(self.child_arms[node], self.child_nodes[node]):
+        for a, c in zip(self.child_arms[node], self.child_nodes[node], strict=True):
             out[0].append(float(a))
             out[1].append(float(self.visits[c]))
             out[2].append(float(self.pending[c]))
@@ -176,7 +176,7 @@ class Tree:
             paths = self.sample(prefix, n)
             rewards = problem(paths)
             self.update(paths, rewards)
-            for p, r in zip(paths, rewards):
+            for p, r in zip(paths, rewards, strict=True):
                 if r > best:
                     best, best_path = r, p
             done += n
@@ -200,9 +200,9 @@ class Tree:
             if level == 1:
                 paths = [prefix + [m] + [self.rng.below(self.arms[e]) for e in range(d + 1, self.D)]
                          for m in range(self.arms[d])]
-                results = list(zip(problem(paths), paths))
+                results = list(zip(problem(paths), paths, strict=True))
             else:
-                results = [self.nested(problem, level - 1, prefix + [m]) for m in range(self.arms[d])]
+                results = [self.nested(problem, level - 1, [*prefix, m]) for m in range(self.arms[d])]
             for s, p in results:
                 if s > best:
                     best, best_path = s, p

@@ -31,7 +31,7 @@ def test_reference_gradcheck():
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape,segment", [((10, 7, 5, 9), 5), ((3, 4, 33), 3), ((6, 17), 2)])
+@pytest.mark.parametrize("shape,segment", [((10, 3, 5, 9), 5), ((3, 4, 33), 3), ((4, 5), 2)])
 def test_forward_and_backward_match_reference(device, backend, dtype, shape, segment):
     x = _x(shape, 3 + segment, dtype).to(device)
     g = _x(shape, 7 + segment, dtype).to(device)
@@ -49,18 +49,18 @@ def test_forward_and_backward_match_reference(device, backend, dtype, shape, seg
 
 def test_segments_are_independent():
     x = _x((8, 3, 4, 4), 11)
-    y = segmented_batch_norm(x, 4)
+    y = segmented_batch_norm(x, 4, eps=1e-12)
     x2 = x.clone()
     x2[4:] = 5 * x2[4:] - 3  # an affine change of the second segment leaves both outputs as they were
-    torch.testing.assert_close(segmented_batch_norm(x2, 4), y, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(segmented_batch_norm(x2, 4, eps=1e-12), y, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("kwargs,name", [
-    (dict(x=torch.ones(4, 3, dtype=torch.int64), segment=2), "x"),
-    (dict(x=torch.ones(4), segment=2), "x"),
-    (dict(x=torch.rand(4, 3), segment=3), "segment"),
-    (dict(x=torch.rand(4, 3), segment=0), "segment"),
-    (dict(x=torch.rand(4, 3), segment=2, eps=0.0), "eps"),
+    ({"x": torch.ones(4, 3, dtype=torch.int64), "segment": 2}, "x"),
+    ({"x": torch.ones(4), "segment": 2}, "x"),
+    ({"x": torch.rand(4, 3), "segment": 3}, "segment"),
+    ({"x": torch.rand(4, 3), "segment": 0}, "segment"),
+    ({"x": torch.rand(4, 3), "segment": 2, "eps": 0.0}, "eps"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
