@@ -341,14 +341,10 @@ class Tree {
     return {best, best_path};
   }
 
-  std::vector<py::array_t<double>> arrays() const {
-    auto as_array = [](const auto& v) {
-      py::array_t<double> a(static_cast<py::ssize_t>(v.size()));
-      auto m = a.mutable_unchecked<1>();
-      for (size_t i = 0; i < v.size(); ++i) m(i) = static_cast<double>(v[i]);
-      return a;
-    };
-    return {as_array(visits_), as_array(pending_), as_array(total_), as_array(parent_), as_array(arm_)};
+  // visits, pending, total, parent, arm of every node in creation order (for parity tests).
+  std::vector<std::vector<double>> arrays() const {
+    auto as_doubles = [](const auto& v) { return std::vector<double>(v.begin(), v.end()); };
+    return {as_doubles(visits_), as_doubles(pending_), total_, as_doubles(parent_), as_doubles(arm_)};
   }
 
  private:

@@ -13,13 +13,16 @@ from robustfast.nas.space import save_genotype
 
 def section(device: str = "auto", out: str | Path = "runs/demo", *, epochs: int = 8, quick: bool = False,
             seed: int = 0) -> dict:
-    """Search 8×8 digits with a 3-cell, C = 4 supernet (1 + 2 epochs, quick: 1 + 1); the searched child's
-    weight-sharing accuracy on the validation half and on the test split. Runs on the CPU (the tree search is
-    CPU work and the supernet is tiny); `device` and `epochs` do not change this section."""
+    """Search 8×8 digits with a 3-cell, C = 4 supernet (2 warm-up + 2 search epochs; quick: 1 + 1, fewer
+    playouts); the searched child's weight-sharing accuracy on the validation half and on the test split.
+    Checkpointed under <out>/nas_checkpoint, so a rerun resumes. Runs on the CPU (the tree search is CPU work and
+    the supernet is tiny); `device` and `epochs` do not change this section."""
     print("\narchitecture search: CMAB-NAS on digits (weight-sharing supernet, C++ NMCS core)")
     start = time.perf_counter()
-    nas, result = search_digits(seed, size=8, C=4, layers=3, warmup_epochs=1, epochs=1 if quick else 2, B=16,
-                                L_sim=2, L_best=40, children_per_batch=8, progress=False)
+    sizes = {"warmup_epochs": 1, "epochs": 1, "B": 4, "L_best": 8} if quick else \
+        {"warmup_epochs": 2, "epochs": 2, "B": 16, "L_best": 40}
+    nas, result = search_digits(seed, size=8, C=4, layers=3, L_sim=2, children_per_batch=8, progress=False,
+                                checkpoint=Path(out) / "nas_checkpoint", **sizes)
     seconds = time.perf_counter() - start
     test_x, test_y = digits("test", size=8).tensors
     test_acc = nas.accuracy(result.genotype, test_x, test_y)
