@@ -5,6 +5,7 @@
 //   forward, per (s, c):  μ, σ² (biased) over the segment's samples and positions, two passes; y = (x − μ)/σ̂
 //   backward, per (s, c): recompute μ, σ̂; mean g and mean g·ŷ; dx = (g − mean g − ŷ·mean(g·ŷ))/σ̂
 // One at::parallel_for over the S·C pairs; each pair walks `segment` rows of HW contiguous values.
+#include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
