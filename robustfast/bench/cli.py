@@ -106,7 +106,7 @@ def bench_triggers(
 @app.command("nas")
 def bench_nas(
     device: str = typer.Option("cpu", help="cpu, cuda or auto (the tree search always runs on the CPU)"),
-    quick: bool = typer.Option(False, help="small sizes (seconds): a check that every row runs, not saved"),
+    quick: bool = typer.Option(False, help="smaller segmented_batch_norm and supernet rows (named in each row)"),
     repeats: int = typer.Option(3, help="timed repeats of the tensor rows (after one warm-up)"),
     results: str = typer.Option("benchmarks/results", help="folder for <device>-nas.json"),
 ):
