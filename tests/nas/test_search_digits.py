@@ -1,6 +1,6 @@
-"""CMAB-NAS on digits at CI size: weight sharing learns (random children far above chance after warm-up), a search
-runs end to end and resumes from its checkpoint, and CI-sized versions of the spec's policy and final-net checks.
-The full-size runs are marked slow; their numbers are in the README."""
+"""CMAB-NAS on digits: at CI size a search runs end to end, scores its child on the validation half and resumes
+from its checkpoint; the spec's efficacy checks (random children after warm-up, policies, final nets) at its sizes
+are marked slow."""
 import pytest
 import torch
 
@@ -10,7 +10,9 @@ from robustfast.nas.digits import final_check, policy_check, search_digits
 pytestmark = pytest.mark.skipif(_backend.extension() is None or not hasattr(_backend.extension(), "nmcs"),
                                 reason="robustfast._C with the NMCS core is not built")
 
-CI = {"size": 8, "C": 4, "layers": 3, "warmup_epochs": 2, "epochs": 1, "B": 8, "L_sim": 2, "L_best": 12,
+# One warm-up and one search epoch with a handful of playouts: seconds on a quiet machine (the efficacy thresholds
+# need the spec's sizes: the slow tests below).
+CI = {"size": 8, "C": 4, "layers": 3, "warmup_epochs": 1, "epochs": 1, "B": 2, "L_sim": 1, "L_best": 2,
       "children_per_batch": 8, "progress": False}
 
 
@@ -28,14 +30,7 @@ def test_random_children_after_warmup_are_far_above_chance():
     _check_random_children(nas, 0.5)
 
 
-def test_random_children_after_warmup_beat_chance(searched):
-    """CI size: 2 warm-up epochs of 12 steps move 20 random children above chance (0.1); the spec's 0.5 at its
-    own size is the slow test above."""
-    _check_random_children(searched[0], 0.15)
-
-
 def _check_random_children(nas, threshold):
-    nas, _, _ = searched
     g = torch.Generator().manual_seed(5)
     children = [nas.space.random(g) for _ in range(20)]
     x, y = nas.val_x[:256], nas.val_y[:256]
@@ -49,7 +44,7 @@ def test_search_returns_a_valid_child_scored_on_validation(searched):
     nas.space.check(result.genotype)
     assert result.reward == nas.accuracy(result.genotype)
     assert result.reward > 0.1
-    assert [r["phase"] for r in result.history] == ["warmup", "warmup", "search"]
+    assert [r["phase"] for r in result.history] == ["warmup", "search"]
 
 
 def test_search_resumes_from_its_checkpoint(searched):
