@@ -5,7 +5,7 @@
 // (visits, pending, total, parent, arm); node 0 is the root, a node at depth d holds the statistics of the arm
 // chosen at depth d − 1 and its children (sparse: ascending arms beside their node ids) are the arms of depth d.
 //   sample:  untried arm (by rank among the untried, SplitMix64) if any, else UCB
-//            argmax_j total_j/n_j + α·sqrt(2 ln n_i / n_j), n = visits + pending, ties to the lowest arm
+//            argmax_j total_j/n_j + α·sqrt(2 ln n_i)·(1/sqrt(n_j)), n = visits + pending, ties to the lowest arm
 //   update:  each node of the path: visits += 1, total += share·R, pending −= 1 (not below 0)
 //   nested:  Cazenave's level-n NMCS with its memorised best sequence
 // Rewards come from built-in synthetic problems or a batched Python callback; the GIL is released while the core
@@ -170,6 +170,10 @@ class Tree {
     arm_.assign(1, -1);
     child_arms_.assign(1, {});
     child_nodes_.assign(1, {});
+    ucb_arm_.assign(1, {});
+    ucb_mean_.assign(1, {});
+    ucb_isq_.assign(1, {});
+    slot_.assign(1, -1);
   }
   void reseed(uint64_t seed) { rng_ = SplitMix64(seed); }
   void set_alpha(double alpha) {
@@ -201,6 +205,7 @@ class Tree {
         const int64_t a = d < static_cast<int64_t>(prefix.size()) ? prefix[d] : select(node, d);
         node = child(node, a, true);
         ++pending_[node];
+        refresh(node);
         out[i * D_ + d] = a;
       }
     }
@@ -360,16 +365,19 @@ class Tree {
       }
       return a;
     }
-    const double logn = std::log(static_cast<double>(visits_[node] + pending_[node]));
+    // v_j = mean_j + α·sqrt(2 ln n_i)·(1/sqrt(n_j)); the children's mean and 1/sqrt(n_j) are kept up to date in
+    // insertion order (refresh), so the scan is one multiply-add per arm. Ties go to the lowest arm.
+    const double coef = alpha_ * std::sqrt(2.0 * std::log(static_cast<double>(visits_[node] + pending_[node])));
+    const double* mean = ucb_mean_[node].data();
+    const double* isq = ucb_isq_[node].data();
+    const int64_t* arms = ucb_arm_[node].data();
     double best = -std::numeric_limits<double>::infinity();
-    int64_t arm = tried[0];
+    int64_t arm = -1;
     for (int64_t j = 0; j < ntried; ++j) {
-      const int64_t c = child_nodes_[node][j];
-      const double nj = static_cast<double>(visits_[c] + pending_[c]);
-      const double v = total_[c] / nj + alpha_ * std::sqrt(2.0 * logn / nj);
-      if (v > best) {
+      const double v = mean[j] + coef * isq[j];
+      if (v > best || (v == best && arms[j] < arm)) {
         best = v;
-        arm = tried[j];
+        arm = arms[j];
       }
     }
     return arm;
@@ -389,6 +397,13 @@ class Tree {
     arm_.push_back(a);
     child_arms_.emplace_back();
     child_nodes_.emplace_back();
+    ucb_arm_.emplace_back();
+    ucb_mean_.emplace_back();
+    ucb_isq_.emplace_back();
+    slot_.push_back(static_cast<int64_t>(ucb_arm_[node].size()));
+    ucb_arm_[node].push_back(a);
+    ucb_mean_[node].push_back(0.0);
+    ucb_isq_[node].push_back(0.0);
     child_arms_[node].insert(child_arms_[node].begin() + pos, a);
     child_nodes_[node].insert(child_nodes_[node].begin() + pos, id);
     return id;
@@ -405,10 +420,20 @@ class Tree {
     return node;
   }
 
+  // The UCB cache of `node` in its parent: mean total/n and 1/sqrt(n), n = visits + pending (≥ 1 once reached).
+  void refresh(int64_t node) {
+    if (node == 0) return;
+    const double n = static_cast<double>(visits_[node] + pending_[node]);
+    const int64_t p = parent_[node], s = slot_[node];
+    ucb_mean_[p][s] = total_[node] / n;
+    ucb_isq_[p][s] = 1.0 / std::sqrt(n);
+  }
+
   void backup(int64_t node, double r) {
     ++visits_[node];
     total_[node] += r;
     if (pending_[node] > 0) --pending_[node];
+    refresh(node);
   }
 
   std::vector<int64_t> arms_;
@@ -418,7 +443,9 @@ class Tree {
   SplitMix64 rng_;
   std::vector<int64_t> visits_, pending_, parent_, arm_;
   std::vector<double> total_;
-  std::vector<std::vector<int64_t>> child_arms_, child_nodes_;
+  std::vector<std::vector<int64_t>> child_arms_, child_nodes_, ucb_arm_;
+  std::vector<std::vector<double>> ucb_mean_, ucb_isq_;
+  std::vector<int64_t> slot_;
 };
 
 at::Tensor paths_tensor(const std::vector<int64_t>& paths, int64_t D) {

@@ -5,7 +5,7 @@ statistics (visits, pending, total) of the arm chosen at depth d below its paren
 
 - sample(prefix, n): from the root along `prefix`, then at each depth a uniformly random untried arm (the r-th
   untried in ascending order, r from SplitMix64) or, once every arm is tried, the UCB arm
-  argmax_j total_j/n_j + α·sqrt(2 ln n_i / n_j) with n = visits + pending (ties to the lowest arm); every node
+  argmax_j total_j/n_j + α·sqrt(2 ln n_i)·(1/sqrt(n_j)) with n = visits + pending (ties to the lowest arm); every node
   crossed gets one pending visit.
 - update(paths, rewards): every node of each path: visits += 1, total += share·R, pending −= 1 (not below 0).
 - policy(prefix, rank): the visited child of rank `rank` by mean reward (ties to the lowest arm); rank < 0: a
@@ -104,11 +104,11 @@ class Tree:
                 else:
                     break
             return a
-        logn = math.log(self.visits[node] + self.pending[node])
+        coef = self.alpha * math.sqrt(2.0 * math.log(self.visits[node] + self.pending[node]))
         best, arm = -math.inf, tried[0]
         for a, c in zip(tried, self.child_nodes[node], strict=True):
             nj = float(self.visits[c] + self.pending[c])
-            v = self.total[c] / nj + self.alpha * math.sqrt(2.0 * logn / nj)
+            v = self.total[c] / nj + coef * (1.0 / math.sqrt(nj))
             if v > best:
                 best, arm = v, a
         return arm
