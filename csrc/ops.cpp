@@ -2,6 +2,8 @@
 // csrc/cpu/<op>.cpp and csrc/cuda/<op>_cuda.cpp) for the schemas that robustfast/ops/<op>.py defines.
 #include <torch/extension.h>
 
+void register_nmcs(pybind11::module_& m);  // csrc/cpu/nmcs.cpp
+
 PYBIND11_MODULE(_C, m) {
   m.def("with_cuda", []() {
 #ifdef WITH_CUDA
@@ -10,4 +12,5 @@ PYBIND11_MODULE(_C, m) {
     return false;
 #endif
   });
+  register_nmcs(m);
 }

@@ -13,6 +13,7 @@ from robustfast.bench.cli import app as bench_app
 from robustfast.lid.cli import app as lid_app
 from robustfast.llm.cli import app as llm_app
 from robustfast.losses.cli import app as losses_app
+from robustfast.nas.cli import app as nas_app
 from robustfast.text.cli import app as text_app
 from robustfast.unlearnable.cli import app as unlearnable_app
 
@@ -64,12 +65,13 @@ def demo(
     run(epochs=epochs, device=device, out=out)
 
 
-# Commands of these sub-apps sit at the top level (`robustfast poison ...`); bench and llm are groups.
+# Commands of these sub-apps sit at the top level (`robustfast poison ...`); bench, llm, text and nas are groups.
 for sub_app in (attacks_app, lid_app, backdoor_app, losses_app, unlearnable_app):
     app.add_typer(sub_app)
 app.add_typer(bench_app, name="bench")
 app.add_typer(llm_app, name="llm")
 app.add_typer(text_app, name="text")
+app.add_typer(nas_app, name="nas")
 
 
 if __name__ == "__main__":

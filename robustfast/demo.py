@@ -13,7 +13,8 @@
 5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG;
 6. robust training: PGD-AT of a WRN-10-1 on digits (ε = 0.1, resumable), then clean, PGD-20, CW∞ and
    AutoAttack accuracy of the test set;
-7. text backdoors: MiniLM fine-tuned on SST-2, BadNets / AddSent / SOS / EP copies, the CA/ASR table.
+7. text backdoors: MiniLM fine-tuned on SST-2, BadNets / AddSent / SOS / EP copies, the CA/ASR table;
+8. architecture search: a small CMAB-NAS search of a weight-sharing supernet on digits, the genotype as JSON.
 `quick=True` shrinks the sections to a check that they run (the tests use it).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from robustfast.backdoor import cd_demo
 from robustfast.backdoor import demo as backdoor_demo
 from robustfast.lid import demo as lid_demo
 from robustfast.losses import demo as losses_demo
+from robustfast.nas import demo as nas_demo
 from robustfast.text import demo as text_demo
 from robustfast.unlearnable import demo as unlearnable_demo
 
@@ -37,6 +39,7 @@ SECTIONS = (
     ("lid", lid_demo.section),
     ("robust", attacks_demo.robust_section),
     ("text", text_demo.section),
+    ("nas", nas_demo.section),
 )
 
 

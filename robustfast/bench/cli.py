@@ -152,3 +152,15 @@ def bench_at(
 
     run(device=device, depths=[int(v) for v in depths.split(",")], widths=[float(v) for v in widths.split(",")],
         batch_size=batch_size, batches=batches, steps=steps, apgd_steps=apgd_steps, note=note, results=results)
+@app.command("nas")
+def bench_nas(
+    device: str = typer.Option("cpu", help="cpu, cuda or auto (the tree search always runs on the CPU)"),
+    quick: bool = typer.Option(False, help="smaller segmented_batch_norm and supernet rows (named in each row)"),
+    repeats: int = typer.Option(3, help="timed repeats of the tensor rows (after one warm-up)"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-nas.json"),
+):
+    """CMAB-NAS: C++ NMCS playouts/s against the Python oracle, segmented_batch_norm against its reference,
+    forward_children against one child at a time."""
+    from robustfast.bench.nas import run
+
+    run(device=device, quick=quick, repeats=repeats, results=results)

@@ -61,7 +61,9 @@ def digits(split: str = "train", size: int | None = None, channels: int = 1, see
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
     if channels == 3:
         x = x.repeat(1, 3, 1, 1)
-    return TensorDataset(x.contiguous(), torch.from_numpy(labels[idx]))
+    dataset = TensorDataset(x.contiguous(), torch.from_numpy(labels[idx]))
+    dataset.split = split  # read by methods that must never score on the test split (robustfast.nas)
+    return dataset
 
 
 try:  # numpy 2 moved the array reconstructor to numpy._core; pickles name either module
