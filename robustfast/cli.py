@@ -9,6 +9,7 @@ import typer
 
 from robustfast.attacks.cli import app as attacks_app
 from robustfast.backdoor.cli import app as backdoor_app
+from robustfast.attacks.dta_cli import app as dta_app
 from robustfast.bench.cli import app as bench_app
 from robustfast.lid.cli import app as lid_app
 from robustfast.llm.cli import app as llm_app
@@ -68,6 +69,7 @@ for sub_app in (attacks_app, lid_app, backdoor_app, losses_app, unlearnable_app)
     app.add_typer(sub_app)
 app.add_typer(bench_app, name="bench")
 app.add_typer(llm_app, name="llm")
+app.add_typer(dta_app, name="dta")
 
 
 if __name__ == "__main__":

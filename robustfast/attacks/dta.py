@@ -279,8 +279,8 @@ def layer_sweep(encoder: nn.Module, victim: nn.Module, images: torch.Tensor, lab
     """ASR of the victim under DTA at each of `layers` (default every block): the oracle the search is judged by."""
     encoder = wrap(encoder)
     layers = range(1, encoder.num_layers + 1) if layers is None else layers
-    return {int(l): transfer_asr(victim, images, DTA(encoder, layer=l, **kw)(images), labels)["asr"]
-            for l in layers}
+    return {int(k): transfer_asr(victim, images, DTA(encoder, layer=k, **kw)(images), labels)["asr"]
+            for k in layers}
 
 
 def adversary(source: ViTEncoder | None = None, **kw):

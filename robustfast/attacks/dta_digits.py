@@ -13,7 +13,7 @@ from robustfast.attacks.dta import DTA, layer_sweep, random_noise
 from robustfast.attacks.evaluate import transfer_asr
 from robustfast.attacks.pgd import PGD
 from robustfast.data import digits
-from robustfast.training.vit import finetune, pretrain
+from robustfast.training.vit import FINETUNE_LORA_RANK, Pretrained, finetune, pretrain
 
 # Spec §8's schedule ("full") and a CI-size one (fewer epochs, the same model, data and attack).
 SCALES = {
@@ -23,7 +23,7 @@ SCALES = {
            "probes": 32},
 }
 PRETRAIN_LR = {"supervised": 1e-3, "simclr": 1e-3, "mae": 1e-3}
-FINETUNE = {"full": {"lr": 2e-4}, "linear": {"lr": 3e-3}, "lora": {"lr": 1e-3, "lora_rank": 4}}
+FINETUNE = {"full": {"lr": 2e-4}, "linear": {"lr": 3e-3}, "lora": {"lr": 1e-3, "lora_rank": FINETUNE_LORA_RANK}}
 EPS = 16 / 255
 
 
@@ -52,17 +52,12 @@ def source_model(pre, tasks, scale: dict, seed: int, progress=False) -> nn.Modul
                     progress=progress, **FINETUNE["linear"])
 
 
-def run(method: str = "supervised", seed: int = 0, scale: str = "ci", sweep: bool = True,
-        schemes=("full", "linear", "lora"), steps: int = 20, progress: bool = False) -> dict:
-    """One pre-training method and seed: {"method", "seed", "layer", "search", "rows": [{victim, attack, layer,
-    asr, n}], "sweep": {layer: asr} on the full-FT victim, "seconds"}."""
-    t0 = time.perf_counter()
+def attack_victims(pre: Pretrained, vics: dict, tasks: dict, scale: str = "ci", seed: int = 0, steps: int = 20,
+                   sweep: bool = True, progress: bool = False) -> dict:
+    """DTA (searched layer) and the baselines against each victim on the downstream test set: {"layer",
+    "search", "rows": [{victim, attack, layer, asr, clean_acc, n}], "sweep": {layer: ASR} on the full-FT victim}."""
     sc = SCALES[scale]
-    tasks = digits_tasks(seed)
-    pre = pretrain(tasks["upstream_train"], method, epochs=sc["pretrain"][method], lr=PRETRAIN_LR[method],
-                   seed=seed, progress=progress)
     f0 = pre.encoder
-    vics = victims(f0, tasks, sc, seed, schemes, progress)
     x, y = tasks["downstream_test"].tensors
     probe = tasks["upstream_train"].tensors[0][:sc["probes"]]
     kw = {"eps": EPS, "steps": steps, "seed": seed}
@@ -78,17 +73,30 @@ def run(method: str = "supervised", seed: int = 0, scale: str = "ci", sweep: boo
         "noise": lambda: random_noise(x, EPS, seed),
     }
     rows = []
-    for name, make in tqdm(attacks.items(), desc=f"dta {method} seed {seed}", disable=not progress, leave=False):
+    for name, make in tqdm(attacks.items(), desc="attacks", disable=not progress, leave=False):
         adv = make()
         for victim, model in vics.items():
             r = transfer_asr(model, x, adv, y)
             rows.append({"victim": victim, "attack": name, "layer": dta.search.layer if name == "dta" else None,
                          "asr": r["asr"], "clean_acc": r["clean_acc"], "n": r["n"]})
-    result = {"method": method, "seed": seed, "layer": dta.search.layer, "search": dta.search.scores, "rows": rows}
+    result = {"layer": dta.search.layer, "search": dta.search.scores, "rows": rows}
     if sweep and "full" in vics:
         result["sweep"] = layer_sweep(f0, vics["full"], x, y, **kw)
-    result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def run(method: str = "supervised", seed: int = 0, scale: str = "ci", sweep: bool = True,
+        schemes=("full", "linear", "lora"), steps: int = 20, progress: bool = False) -> dict:
+    """One pre-training method and seed end to end: pre-train, fine-tune the victims, attack_victims;
+    {"method", "seed", "seconds", **attack_victims(...)}."""
+    t0 = time.perf_counter()
+    sc = SCALES[scale]
+    tasks = digits_tasks(seed)
+    pre = pretrain(tasks["upstream_train"], method, epochs=sc["pretrain"][method], lr=PRETRAIN_LR[method],
+                   seed=seed, progress=progress)
+    vics = victims(pre.encoder, tasks, sc, seed, schemes, progress)
+    result = attack_victims(pre, vics, tasks, scale, seed, steps, sweep, progress)
+    return {"method": method, "seed": seed, **result, "seconds": time.perf_counter() - t0}
 
 
 def asr(result: dict, victim: str, attack: str) -> float:

@@ -6,5 +6,5 @@ from robustfast.ops.pgd_step import check_step_values, pgd_random_init, pgd_step
 from robustfast.ops.robust_loss import robust_loss
 from robustfast.ops.token_cosine import token_cosine, token_cosine_profile
 
-__all__ = ["KnnLid", "apply_triggers", "check_step_values", "knn_lid", "pgd_random_init", "pgd_step", "robust_loss", "token_cosine",
-           "token_cosine_profile"]
+__all__ = ["KnnLid", "apply_triggers", "check_step_values", "knn_lid", "pgd_random_init", "pgd_step", "robust_loss",
+           "token_cosine", "token_cosine_profile"]

@@ -26,6 +26,7 @@ from robustfast.training.ssl import augment, mlp, nt_xent
 
 PRETRAIN = ("supervised", "simclr", "mae")
 SCHEMES = ("full", "linear", "lora")
+FINETUNE_LORA_RANK = 4  # spec dta.md §8
 LORA_HINT = "LoRA fine-tuning needs peft: pip install 'robustfast[dta]' (or pip install peft)"
 
 
@@ -145,7 +146,7 @@ def pretrain(data: TensorDataset, method: str = "supervised", epochs: int = 60, 
         return Pretrained(encoder.eval(), None, history)
 
 
-def _lora(encoder: ViTEncoder, rank: int) -> None:
+def add_lora(encoder: ViTEncoder, rank: int) -> None:
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
@@ -172,7 +173,7 @@ def finetune(encoder: ViTEncoder, data: TensorDataset, scheme: str = "full", lor
         torch.manual_seed(seed)
         f = copy.deepcopy(encoder)
         if scheme == "lora":
-            _lora(f, lora_rank)
+            add_lora(f, lora_rank)
         model = Classifier(f, int(labels.max()) + 1).to(device)
     for name, p in model.named_parameters():
         p.requires_grad_(scheme == "full" or name.startswith("head.") or "lora_" in name)
