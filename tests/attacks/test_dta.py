@@ -28,7 +28,10 @@ def test_attack_lowers_the_cosine_at_its_layer_inside_the_ball(encoder, kw):
     with torch.no_grad():
         h0, h1 = encoder.tokens(x, 2)[-1], encoder.tokens(adv, 2)[-1]
         noise = encoder.tokens(random_noise(x, 16 / 255, seed=2), 2)[-1]
-    assert token_cosine(h1, h0).mean() < token_cosine(noise, h0).mean() - 0.01
+    if kw.get("loss") == "l2":
+        assert (h1 - h0).norm() > 1.5 * (noise - h0).norm()
+    else:
+        assert token_cosine(h1, h0).mean() < token_cosine(noise, h0).mean() - 0.01
 
 
 def test_same_seed_same_result_and_labels_are_optional(encoder):
@@ -39,7 +42,7 @@ def test_same_seed_same_result_and_labels_are_optional(encoder):
 
 
 def test_batched_layer_search_equals_separate_attacks(encoder):
-    probe = images(8, 1)
+    probe = images(4, 1)
     dta = DTA(encoder, eps=16 / 255, steps=4, probe=probe, candidates=[1, 2, 3])
     batched, separate = dta.search_layer(probe), dta.search_layer(probe, batched=False)
     assert batched.profile.shape == (3, 4)
@@ -67,13 +70,13 @@ def test_step_loop_reads_nothing_back_to_the_host(encoder, monkeypatch):
 
 
 def test_per_sample_mode_and_the_helpers(encoder):
-    x, y = images(6), torch.arange(6) % 5
-    adv = DTA(encoder, eps=8 / 255, steps=2, mode="per_sample", probe=x, candidates=[1, 2])(x)
+    x, y = images(4), torch.arange(4) % 5
+    adv = DTA(encoder, eps=8 / 255, steps=1, mode="per_sample", probe=x, candidates=[1, 2])(x)
     assert (adv - x).abs().max() <= 8 / 255 + 1e-6
     victim = Classifier(encoder, 5).eval()
     r = transfer_asr(victim, x, random_noise(x, 8 / 255, seed=1), y)
     assert set(r) == {"asr", "clean_acc", "adv_acc", "n"} and 0 <= r["asr"] <= 1
-    sweep = layer_sweep(encoder, victim, x, y, layers=[1, 2], eps=8 / 255, steps=2)
+    sweep = layer_sweep(encoder, victim, x, y, layers=[1, 2], eps=8 / 255, steps=1)
     assert set(sweep) == {1, 2}
-    craft = adversary(layer=1, eps=8 / 255, steps=2)
+    craft = adversary(layer=1, eps=8 / 255, steps=1)
     assert craft(victim, x).shape == x.shape
