@@ -63,8 +63,8 @@ def test_backend_forward_and_backward_match_the_reference(device, backend, dtype
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 @pytest.mark.parametrize("reduction", ["token", "flat"])
 def test_gradcheck_float64(device, backend, reduction):
-    a, b = pair((2, 5, 6), torch.float64, device, seed=9)
-    mask = torch.tensor([True, True, False, True, True], device=device)
+    a, b = pair((2, 3, 4), torch.float64, device, seed=9)
+    mask = torch.tensor([True, False, True], device=device)
     with robustfast.use_backend(backend):
         assert torch.autograd.gradcheck(lambda t: token_cosine(t, b, reduction=reduction, token_mask=mask),
                                         (a.requires_grad_(True),))
