@@ -9,13 +9,16 @@
    beside one trained on the clean digits;
 4. backdoors: BadNets, Blend, SIG and Trojan each poison 10% of the digits toward their own class; clean
    accuracy, ASR per trigger and the cross-activation matrix of a small CNN trained on them;
-5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG.
+5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG;
+6. downstream transfer attack: a ViT pre-trained on digits 0-4, a victim fine-tuned on 5-9, DTA from the
+   pre-trained encoder beside PGD on its own head and noise.
 `quick=True` shrinks sections 2-4 to a check that they run (the tests use it).
 """
 from __future__ import annotations
 
 from robustfast._util.device import resolve_device
 from robustfast.attacks import demo as attacks_demo
+from robustfast.attacks import dta_demo
 from robustfast.backdoor import demo as backdoor_demo
 from robustfast.lid import demo as lid_demo
 from robustfast.losses import demo as losses_demo
@@ -28,11 +31,12 @@ SECTIONS = (
     ("unlearnable", unlearnable_demo.section),
     ("backdoor", backdoor_demo.section),
     ("lid", lid_demo.section),
+    ("dta", dta_demo.section),
 )
 
 
 def run(epochs: int, device: str, out: str, quick: bool = False) -> dict:
-    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid"}, each with its
+    """Every section in turn; returns {"attacks", "noisy", "unlearnable", "backdoor", "lid", "dta"}, each with its
     figures."""
     dev = str(resolve_device(device))
     return {name: section(dev, out, epochs=epochs, quick=quick) for name, section in SECTIONS}

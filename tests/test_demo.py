@@ -12,6 +12,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert first["unlearnable"]["rounds"] == 1 and (tmp_path / "unlearnable").is_dir()
     assert (tmp_path / "lid_histogram.png").is_file() and first["lid"]["png"] == str(tmp_path / "lid_histogram.png")
     assert set(first["backdoor"]["asr"]) == {"badnets", "blend", "sig", "trojan"}
+    assert 1 <= first["dta"]["layer"] <= 3 and 0.0 <= first["dta"]["dta"] <= 1.0
     # Rerunning with the same folder resumes from the finished epoch instead of training again.
     second = run(epochs=3, device="cpu", out=str(tmp_path), quick=True)
     assert second["attacks"]["clean"] == attacks["clean"]
