@@ -15,6 +15,7 @@ METHOD = typer.Option("supervised", help="pre-training: supervised, simclr or ma
 SEED = typer.Option(0, help="seed of the data split, training and attacks")
 OUT = typer.Option("runs/dta", help="folder for checkpoints, models, the table and the PNG")
 SCALE = typer.Option("full", help="epochs: full (spec §8) or ci (the tests' short schedule)")
+EPOCHS = typer.Option(None, help="override the scale's number of epochs")
 
 
 def _check_data(data: str) -> None:
@@ -70,7 +71,7 @@ def _load_victim(run: Path, scheme: str, pre):
 
 @app.command("pretrain")
 def pretrain_cmd(data: str = DATA, method: str = METHOD, seed: int = SEED, scale: str = SCALE, out: str = OUT,
-                 progress: bool = typer.Option(True, help="tqdm bars")):
+                 epochs: int = EPOCHS, progress: bool = typer.Option(True, help="tqdm bars")):
     """Pre-train f₀ on digits classes 0-4 (resumable); saves <out>/<method>-seed<seed>/f0.safetensors."""
     from robustfast.attacks.dta_digits import PRETRAIN_LR, SCALES, digits_tasks
     from robustfast.training.vit import pretrain
@@ -78,7 +79,7 @@ def pretrain_cmd(data: str = DATA, method: str = METHOD, seed: int = SEED, scale
     _check_data(data)
     run = _run_dir(out, method, seed)
     tasks = digits_tasks(seed)
-    pre = pretrain(tasks["upstream_train"], method, epochs=SCALES[scale]["pretrain"][method],
+    pre = pretrain(tasks["upstream_train"], method, epochs=epochs or SCALES[scale]["pretrain"][method],
                    lr=PRETRAIN_LR[method], seed=seed, checkpoint_dir=run / "pretrain-checkpoint", progress=progress)
     parts = nn.ModuleDict({"encoder": pre.encoder, **({"head": pre.head} if pre.head is not None else {})})
     _save(run / "f0", parts, {"method": method, "seed": seed, "scale": scale})
@@ -87,7 +88,7 @@ def pretrain_cmd(data: str = DATA, method: str = METHOD, seed: int = SEED, scale
 
 @app.command("finetune")
 def finetune_cmd(data: str = DATA, method: str = METHOD, seed: int = SEED, scale: str = SCALE, out: str = OUT,
-                 scheme: str = typer.Option("full", help="full, linear or lora"),
+                 scheme: str = typer.Option("full", help="full, linear or lora"), epochs: int = EPOCHS,
                  progress: bool = typer.Option(True, help="tqdm bars")):
     """Fine-tune a victim from the saved f₀ on digits classes 5-9 (resumable); saves victim-<scheme>."""
     from robustfast.attacks.dta_digits import FINETUNE, SCALES, digits_tasks
@@ -98,7 +99,8 @@ def finetune_cmd(data: str = DATA, method: str = METHOD, seed: int = SEED, scale
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     run = _run_dir(out, method, seed)
     pre = _load_f0(run)
-    model = finetune(pre.encoder, digits_tasks(seed)["downstream_train"], scheme, epochs=SCALES[scale][scheme],
+    model = finetune(pre.encoder, digits_tasks(seed)["downstream_train"], scheme,
+                     epochs=epochs or SCALES[scale][scheme],
                      seed=seed, checkpoint_dir=run / f"finetune-{scheme}-checkpoint", progress=progress,
                      **FINETUNE[scheme])
     _save(run / f"victim-{scheme}", model, {"scheme": scheme, "seed": seed})
