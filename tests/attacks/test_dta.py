@@ -29,7 +29,7 @@ def test_attack_lowers_the_cosine_at_its_layer_inside_the_ball(encoder, kw):
         h0, h1 = encoder.tokens(x, 2)[-1], encoder.tokens(adv, 2)[-1]
         noise = encoder.tokens(random_noise(x, 16 / 255, seed=2), 2)[-1]
     if kw.get("loss") == "l2":
-        assert (h1 - h0).norm() > 1.5 * (noise - h0).norm()
+        assert (h1 - h0).norm() > 1.2 * (noise - h0).norm()
     else:
         assert token_cosine(h1, h0).mean() < token_cosine(noise, h0).mean() - 0.01
 
