@@ -3,8 +3,7 @@ attack and random noise; the layer search against the sweep's best layer; the ad
 
 The acceptance checks run at two sizes, both marked slow: "ci" (short schedules, one seed per method) and
 "full" (spec schedules, 3 seeds per method, the README's table); neither fits the default suite's budget on a
-2-core CPU. The default run trains one short supervised pipeline and checks the ordering DTA > final-layer
-baseline, PGD on f₀ and noise on it.
+2-core CPU (the default run covers the attack's mechanics in test_dta.py and the CLI end to end).
     .venv/bin/python -m pytest tests/attacks/test_dta_efficacy.py -m slow -s
 """
 import statistics
