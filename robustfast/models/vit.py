@@ -49,34 +49,18 @@ def build_mae(seed: int = 0, **overrides):
         return ViTMAEForPreTraining(vit_config("mae", **overrides))
 
 
-def _hf_embed(model):
-    emb = model.embeddings
-    if type(model).__name__ == "ViTMAEModel":
-        def embed(x):  # ViTMAEEmbeddings.forward without random_masking
-            pos = emb.position_embeddings
-            patches = emb.patch_embeddings(x) + pos[:, 1:, :]
-            cls = (emb.cls_token + pos[:, :1, :]).expand(x.shape[0], -1, -1)
-            return torch.cat([cls, patches], dim=1)
-        return embed
-    return emb
-
-
-def _timm_embed(model):
-    def embed(x):
-        return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
-    return embed
-
-
-def _parts(model: nn.Module):
-    """(embed, blocks, final norm) of a supported model, or a ValueError."""
+def _root(model: nn.Module) -> tuple[nn.Module, str]:
+    """(the module holding embeddings, blocks and final norm, its kind "vit" | "mae" | "timm"), or a ValueError."""
     name = type(model).__name__
     if name in ("ViTForImageClassification", "ViTMAEForPreTraining"):
         model = model.vit
         name = type(model).__name__
-    if name in ("ViTModel", "ViTMAEModel"):
-        return model, _hf_embed(model), model.layers, model.layernorm
+    if name == "ViTModel":
+        return model, "vit"
+    if name == "ViTMAEModel":
+        return model, "mae"
     if name == "VisionTransformer" and hasattr(model, "blocks") and hasattr(model, "patch_embed"):
-        return model, _timm_embed(model), model.blocks, model.norm
+        return model, "timm"
     raise ValueError(f"model must be a Hugging Face ViTModel, ViTForImageClassification, ViTMAEModel or "
                      f"ViTMAEForPreTraining, a timm VisionTransformer or a ViTEncoder; got {name}")
 
@@ -87,11 +71,19 @@ class ViTEncoder(nn.Module):
 
     def __init__(self, model: nn.Module, mean: float = 0.5, std: float = 0.5):
         super().__init__()
-        self.model, self._embed, self.blocks, self.norm = _parts(model)
+        self.model, self.kind = _root(model)
         self.num_layers = len(self.blocks)
         self.hidden_size = self.norm.normalized_shape[0]
         self.register_buffer("mean", torch.tensor(float(mean)), persistent=False)
         self.register_buffer("std", torch.tensor(float(std)), persistent=False)
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.model.blocks if self.kind == "timm" else self.model.layers
+
+    @property
+    def norm(self) -> nn.Module:
+        return self.model.norm if self.kind == "timm" else self.model.layernorm
 
     def check_layer(self, layer, name: str = "layer") -> int:
         if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= self.num_layers:
@@ -100,8 +92,17 @@ class ViTEncoder(nn.Module):
         return layer
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """z₀ (B, T, D): the token embeddings of images in [0, 1]."""
-        return self._embed((x - self.mean) / self.std)
+        """z₀ (B, T, D): the token embeddings of images in [0, 1] (MAE's without its random masking)."""
+        x = (x - self.mean) / self.std
+        m = self.model
+        if self.kind == "timm":
+            return m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(x))))
+        if self.kind == "mae":
+            pos = m.embeddings.position_embeddings
+            patches = m.embeddings.patch_embeddings(x) + pos[:, 1:, :]
+            cls = (m.embeddings.cls_token + pos[:, :1, :]).expand(x.shape[0], -1, -1)
+            return torch.cat([cls, patches], dim=1)
+        return m.embeddings(x)
 
     def block(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """z_l = block_l(z_{l−1}), 1-based."""

@@ -47,3 +47,16 @@ def test_wrap_takes_an_encoder_as_is_and_rejects_other_models():
         wrap(nn.Linear(3, 3))
     with pytest.raises(ValueError, match="upto"):
         enc.tokens(images(), 7)
+
+
+def test_state_dict_has_no_aliases_and_a_copy_embeds_with_its_own_weights():
+    import copy
+
+    enc = wrap(build_mae(seed=3).vit)
+    sd = enc.state_dict()
+    assert len({t.data_ptr() for t in sd.values()}) == len(sd)  # safetensors refuses shared tensors
+    twin = copy.deepcopy(enc)
+    with torch.no_grad():
+        twin.model.embeddings.patch_embeddings.projection.weight.add_(1.0)
+    x = images(2, 4)
+    assert not torch.allclose(twin.embed(x), enc.embed(x))
