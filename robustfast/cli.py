@@ -8,6 +8,7 @@ import sys
 import typer
 
 from robustfast.attacks.cli import app as attacks_app
+from robustfast.attacks.dta_cli import app as dta_app
 from robustfast.backdoor.cli import app as backdoor_app
 from robustfast.bench.cli import app as bench_app
 from robustfast.lid.cli import app as lid_app
@@ -65,13 +66,14 @@ def demo(
     run(epochs=epochs, device=device, out=out)
 
 
-# Commands of these sub-apps sit at the top level (`robustfast poison ...`); bench, llm, text and nas are groups.
+# Commands of these sub-apps sit at the top level (`robustfast poison ...`); bench, llm, text, nas and dta are groups.
 for sub_app in (attacks_app, lid_app, backdoor_app, losses_app, unlearnable_app):
     app.add_typer(sub_app)
 app.add_typer(bench_app, name="bench")
 app.add_typer(llm_app, name="llm")
 app.add_typer(text_app, name="text")
 app.add_typer(nas_app, name="nas")
+app.add_typer(dta_app, name="dta")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,16 @@
 6. robust training: PGD-AT of a WRN-10-1 on digits (ε = 0.1, resumable), then clean, PGD-20, CW∞ and
    AutoAttack accuracy of the test set;
 7. text backdoors: MiniLM fine-tuned on SST-2, BadNets / AddSent / SOS / EP copies, the CA/ASR table;
-8. architecture search: a small CMAB-NAS search of a weight-sharing supernet on digits, the genotype as JSON.
+8. architecture search: a small CMAB-NAS search of a weight-sharing supernet on digits, the genotype as JSON;
+9. downstream transfer attack: a ViT pre-trained on digits 0-4, a victim fine-tuned on 5-9, DTA from the
+   pre-trained encoder beside PGD on its own head and noise.
 `quick=True` shrinks the sections to a check that they run (the tests use it).
 """
 from __future__ import annotations
 
 from robustfast._util.device import resolve_device
 from robustfast.attacks import demo as attacks_demo
+from robustfast.attacks import dta_demo
 from robustfast.backdoor import cd_demo
 from robustfast.backdoor import demo as backdoor_demo
 from robustfast.lid import demo as lid_demo
@@ -40,6 +43,7 @@ SECTIONS = (
     ("robust", attacks_demo.robust_section),
     ("text", text_demo.section),
     ("nas", nas_demo.section),
+    ("dta", dta_demo.section),
 )
 
 

@@ -17,6 +17,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     robust = first["robust"]["accuracy"]
     assert robust["clean"] >= robust["pgd20"] >= robust["cw"] and (tmp_path / "robust" / "report.json").is_file()
     assert (tmp_path / "nas_genotype.json").is_file() and 0.0 <= first["nas"]["val_acc"] <= 1.0
+    assert 1 <= first["dta"]["layer"] <= 3 and 0.0 <= first["dta"]["dta"] <= 1.0
     # Rerunning with the same folder resumes from the finished epoch instead of training again.
     second = run(epochs=3, device="cpu", out=str(tmp_path), quick=True)
     assert second["attacks"]["clean"] == attacks["clean"]

@@ -81,3 +81,22 @@ def _check_labels(labels, logits, i: int) -> None:
     if lo < 0 or hi >= logits.shape[1]:
         raise ValueError(f"labels must lie in [0, {logits.shape[1]}) for a model with {logits.shape[1]} outputs, "
                          f"got labels in [{lo}, {hi}] (batch {i})")
+
+
+@torch.no_grad()
+def transfer_asr(victim: torch.nn.Module, clean: torch.Tensor, adv: torch.Tensor, labels: torch.Tensor) -> dict:
+    """{"asr", "clean_acc", "adv_acc", "n"}: the attack success rate over the n images the victim classifies
+    correctly when clean (the share of them it misclassifies after the attack), and both accuracies."""
+    if clean.shape != adv.shape:
+        raise ValueError(f"adv must have clean's shape {tuple(clean.shape)}, got {tuple(adv.shape)}")
+    if labels.shape != clean.shape[:1]:
+        raise ValueError(f"labels must have shape ({clean.shape[0]},), got {tuple(labels.shape)}")
+    was = victim.training
+    victim.eval()
+    try:
+        ok = victim(clean).argmax(1) == labels
+        fooled = victim(adv).argmax(1) != labels
+    finally:
+        victim.train(was)
+    n, hits, adv_ok = torch.stack([ok.sum(), (ok & fooled).sum(), (~fooled).sum()]).tolist()
+    return {"asr": hits / max(n, 1), "clean_acc": n / len(labels), "adv_acc": adv_ok / len(labels), "n": n}

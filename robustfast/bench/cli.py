@@ -164,3 +164,15 @@ def bench_nas(
     from robustfast.bench.nas import run
 
     run(device=device, quick=quick, repeats=repeats, results=results)
+@app.command("dta")
+def bench_dta(
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    repeats: int = typer.Option(5, help="timed repeats per row (after one warm-up)"),
+    quick: bool = typer.Option(False, help="the small shapes only, not saved: a check that every row runs"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-dta.json"),
+):
+    """token_cosine against F.cosine_similarity + autograd, the truncated DTA step against a full-depth forward
+    with a hook, and the batched layer search against separate attacks."""
+    from robustfast.bench.dta import run
+
+    run(device=device, repeats=repeats, quick=quick, results=results)

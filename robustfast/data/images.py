@@ -44,8 +44,10 @@ def digits_split(seed: int = 0, test_fraction: float = 0.2) -> tuple[np.ndarray,
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def digits(split: str = "train", size: int | None = None, channels: int = 1, seed: int = 0) -> TensorDataset:
-    """scikit-learn's 1,797 handwritten digits (8×8, pixel values / 16), split 80/20 stratified by `seed`.
+def digits(split: str = "train", size: int | None = None, channels: int = 1, seed: int = 0,
+           test_fraction: float = 0.2) -> TensorDataset:
+    """scikit-learn's 1,797 handwritten digits (8×8, pixel values / 16), split stratified by `seed`, a
+    `test_fraction` of each class to test (80/20 by default).
 
     size=32 upsamples bilinearly to 32×32; channels=3 repeats the gray channel.
     """
@@ -55,7 +57,7 @@ def digits(split: str = "train", size: int | None = None, channels: int = 1, see
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     images, labels = _digits_arrays()
-    idx = digits_split(seed)[SPLITS.index(split)]
+    idx = digits_split(seed, test_fraction)[SPLITS.index(split)]
     x = torch.from_numpy(images[idx]).unsqueeze(1)
     if size is not None and size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
