@@ -9,6 +9,8 @@
    beside one trained on the clean digits;
 4. backdoors: BadNets, Blend, SIG and Trojan each poison 10% of the digits toward their own class; clean
    accuracy, ASR per trigger and the cross-activation matrix of a small CNN trained on them;
+4b. expose before you defend: CUL exposes a BadNets SmallCNN; detected label, model score, Neural Cleanse,
+   MMBD and the RNP tau table;
 5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG.
 `quick=True` shrinks sections 2-4 to a check that they run (the tests use it).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 from robustfast._util.device import resolve_device
 from robustfast.attacks import demo as attacks_demo
 from robustfast.backdoor import demo as backdoor_demo
+from robustfast.backdoor import ebyd_demo
 from robustfast.lid import demo as lid_demo
 from robustfast.losses import demo as losses_demo
 from robustfast.unlearnable import demo as unlearnable_demo
@@ -27,6 +30,7 @@ SECTIONS = (
     ("noisy", losses_demo.section),
     ("unlearnable", unlearnable_demo.section),
     ("backdoor", backdoor_demo.section),
+    ("ebyd", ebyd_demo.section),
     ("lid", lid_demo.section),
 )
 

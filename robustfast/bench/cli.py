@@ -101,3 +101,17 @@ def bench_triggers(
     if quick:
         batch_size, size, repeats = 64, 16, 1
     run(batch_size=batch_size, size=size, repeats=repeats, device=device, results=results)
+
+
+@app.command("ebyd")
+def bench_ebyd(
+    models: int = typer.Option(4, help="backdoored SmallCNNs (different seeds) in the model-detection row"),
+    repeats: int = typer.Option(1, help="timed repeats per row"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    quick: bool = typer.Option(False, help="two models, one epoch each: a check that every row runs, not saved"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-ebyd.json"),
+):
+    """EBYD: batched Neural Cleanse, the one-pass RNP tau sweep and vmapped model detection against one at a time."""
+    from robustfast.bench.ebyd import run
+
+    run(device=device, models=models, repeats=repeats, quick=quick, results=results)
