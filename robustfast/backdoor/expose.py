@@ -136,6 +136,7 @@ def expose(model: nn.Module, clean_set, method: str = "cul", *, seed: int = 0, e
             exposed = build(model, x, y, value, opts, seed, augment)
             models.append(exposed)
             trajectory.append({key: value, **snap(exposed)})
+        opts.pop("_mean_input", None)
     return Exposure(method, models, trajectory, {"seed": seed, **opts, "num_classes": num_classes,
                                                  "n_defense": len(y)})
 

@@ -26,7 +26,7 @@ from robustfast._util.checks import is_int, is_real, require
 from robustfast._util.seeds import stream_generator
 from robustfast._util.tables import table
 from robustfast.backdoor.expose import batchnorms, num_classes_of
-from robustfast.backdoor.expose_data import as_tensors, epoch_batches
+from robustfast.backdoor.expose_data import as_tensors, epoch_batches, predictions
 
 TAUS = tuple(round(0.05 * i, 2) for i in range(19))  # 0, 0.05, …, 0.90
 
@@ -39,11 +39,14 @@ class RNPResult:
     asr: list[float]
     masks: dict[str, torch.Tensor]  # BN layer name → recovered mask
     unlearn_acc: list[float]    # running training accuracy per unlearning epoch
+    base_clean_acc: float       # the original model's CA and ASR
+    base_asr: float
 
     def table(self) -> str:
         rows = [{"tau": t, "pruned": n, "CA": a, "ASR": s}
                 for t, n, a, s in zip(self.taus, self.pruned, self.clean_acc, self.asr, strict=True)]
-        return table(rows, ["tau", "pruned", "CA", "ASR"])
+        return table([{"tau": "original", "pruned": 0, "CA": self.base_clean_acc, "ASR": self.base_asr}, *rows],
+                     ["tau", "pruned", "CA", "ASR"])
 
 
 def _check_taus(taus) -> tuple[float, ...]:
@@ -88,7 +91,7 @@ def recover_masks(model: nn.Module, x, y, *, epochs: int = 20, lr: float = 0.2, 
     masks = {n: torch.ones_like(m.weight, requires_grad=True) for n, m in bns}
     gammas = {n: m.weight.detach() for n, m in bns}
     opt = torch.optim.SGD(list(masks.values()), lr=lr, momentum=0.9)
-    work = copy.deepcopy(model)
+    work = copy.deepcopy(model).requires_grad_(False)
     work.train()
     for epoch in range(epochs):
         aug = stream_generator(seed, 12, 100 + epoch)
@@ -186,7 +189,9 @@ def rnp(model: nn.Module, clean_set, *, test_set, asr_set, taus=TAUS, unlearn_ep
     every = torch.cat([m.flatten() for m in masks.values()])
     return RNPResult(taus=list(taus), pruned=[int((every <= t).sum()) for t in taus],
                      clean_acc=(clean[:, -1].double() / len(ty)).tolist(),
-                     asr=(poisoned[:, -1].double() / len(ay)).tolist(), masks=masks, unlearn_acc=accs)
+                     asr=(poisoned[:, -1].double() / len(ay)).tolist(), masks=masks, unlearn_acc=accs,
+                     base_clean_acc=(predictions(model, tx).cpu() == ty).double().mean().item(),
+                     base_asr=(predictions(model, ax).cpu() == ay).double().mean().item())
 
 
 def prune(model: nn.Module, masks: dict[str, torch.Tensor], tau: float, zero_bias: bool = False) -> nn.Module:

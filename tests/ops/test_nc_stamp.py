@@ -68,3 +68,15 @@ def test_hand_computed_example():
 def test_bad_arguments_name_the_argument(args, match):
     with pytest.raises(ValueError, match=match):
         nc_stamp(*args)
+
+
+def test_no_host_read_forward_or_backward(monkeypatch):
+    from tests.ops.test_host_reads import counting_host_reads
+
+    (x, mask, pattern), weights = make(2, 3, 5, 5, 4, torch.float32, "cpu", seed=9)
+    mask.requires_grad_(True)
+    nc_stamp(x, mask, pattern)  # warm-up: first calls may import lazily
+    with counting_host_reads(monkeypatch) as calls:
+        out = nc_stamp(x, mask, pattern)
+        (out * weights.float()).sum().backward()
+    assert calls == []
