@@ -30,6 +30,12 @@ def as_tensors(data, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
         raise ValueError(f"{name} labels must be integer class indices, one per input; got dtype {y.dtype}, "
                          f"shape {tuple(y.shape)}")
+    if len(y) != len(x):
+        raise ValueError(f"{name} must hold one label per input, got {len(x)} inputs and {len(y)} labels")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} inputs contain NaN or inf")
+    if bool((y < 0).any()):
+        raise ValueError(f"{name} labels must be class indices >= 0, got {int(y.min())}")
     return x, y.long()
 
 

@@ -83,6 +83,15 @@ def test_cul_numbers(kwargs, name):
         expose(cnn(), data(), "cul", **kwargs)
 
 
+def test_non_finite_or_negative_data():
+    bad = images(8, 3, 8, 8)
+    bad[2, 0, 1, 1] = float("nan")
+    with rejected("clean_set", "NaN"):
+        expose(cnn(), TensorDataset(bad, torch.zeros(8, dtype=torch.long)), "cul")
+    with rejected("asr_set", ">= 0"):
+        expose(cnn(), data(), "interpolate", alpha=0.5, asr_set=TensorDataset(images(2), torch.tensor([0, -1])))
+
+
 def test_other_arguments():
     with rejected("clean_set"):
         expose(cnn(), [(torch.rand(3, 8, 8), 0)] * 2, "cul")
