@@ -85,7 +85,7 @@ def nc_stamp_triton(x, mask, pattern) -> torch.Tensor:
 def nc_stamp_backward_triton(grad, x, mask, pattern):
     (b, c, h, w), k = x.shape, mask.shape[0]
     s = h * w
-    grad_x, grad_m, grad_p = torch.zeros_like(x), torch.zeros_like(mask), torch.zeros_like(pattern)
+    grad_x, grad_m, grad_p = (torch.zeros(t.shape, dtype=t.dtype, device=t.device) for t in (x, mask, pattern))
     if grad.numel() == 0:
         return grad_x, grad_m, grad_p
     wrap_triton(_grad_x_kernel)[(triton.cdiv(x.numel(), BLOCK),)](grad, mask, grad_x, x.numel(), k, b, c, s,

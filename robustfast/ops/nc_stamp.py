@@ -18,7 +18,9 @@ def _fake(x, mask, pattern):
 
 
 def _fake_backward(grad, x, mask, pattern):
-    return torch.empty_like(x), torch.empty_like(mask), torch.empty_like(pattern)
+    contiguous = torch.contiguous_format
+    return (torch.empty_like(x, memory_format=contiguous), torch.empty_like(mask, memory_format=contiguous),
+            torch.empty_like(pattern, memory_format=contiguous))
 
 
 def _setup_context(ctx, inputs, output):

@@ -19,7 +19,7 @@ def nc_stamp(x: torch.Tensor, mask: torch.Tensor, pattern: torch.Tensor) -> torc
     t = opmath_dtype(x.dtype)
     m = mask.to(t)[:, None, None]  # (K, 1, 1, H, W)
     out = (1 - m) * x.to(t)[None] + m * pattern.to(t)[:, None]
-    return out.flatten(0, 1).to(x.dtype)
+    return out.flatten(0, 1).to(x.dtype).contiguous()
 
 
 def nc_stamp_backward(grad: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
@@ -31,4 +31,5 @@ def nc_stamp_backward(grad: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
     grad_x = torch.einsum("kbchw,khw->bchw", g, 1 - m)
     grad_mask = torch.einsum("kbchw,kchw->khw", g, pattern.to(t)) - torch.einsum("kbchw,bchw->khw", g, x.to(t))
     grad_pattern = m[:, None] * g.sum(1)
-    return grad_x.to(x.dtype), grad_mask.to(mask.dtype), grad_pattern.to(pattern.dtype)
+    return (grad_x.to(x.dtype).contiguous(), grad_mask.to(mask.dtype).contiguous(),
+            grad_pattern.to(pattern.dtype).contiguous())
