@@ -108,7 +108,7 @@ def bench_ebyd(
     models: int = typer.Option(4, help="backdoored SmallCNNs (different seeds) in the model-detection row"),
     repeats: int = typer.Option(1, help="timed repeats per row"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
-    quick: bool = typer.Option(False, help="two models, one epoch each: a check that every row runs, not saved"),
+    quick: bool = typer.Option(False, help="two models, one epoch each: a short run (its rows say so)"),
     results: str = typer.Option("benchmarks/results", help="folder for <device>-ebyd.json"),
 ):
     """EBYD: batched Neural Cleanse, the one-pass RNP tau sweep and vmapped model detection against one at a time."""
