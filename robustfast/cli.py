@@ -10,6 +10,7 @@ import typer
 from robustfast.attacks.cli import app as attacks_app
 from robustfast.attacks.dta_cli import app as dta_app
 from robustfast.backdoor.cli import app as backdoor_app
+from robustfast.backdoor.expose_cli import app as expose_app
 from robustfast.bench.cli import app as bench_app
 from robustfast.lid.cli import app as lid_app
 from robustfast.llm.cli import app as llm_app
@@ -67,7 +68,7 @@ def demo(
 
 
 # Commands of these sub-apps sit at the top level (`robustfast poison ...`); bench, llm, text, nas and dta are groups.
-for sub_app in (attacks_app, lid_app, backdoor_app, losses_app, unlearnable_app):
+for sub_app in (attacks_app, lid_app, backdoor_app, expose_app, losses_app, unlearnable_app):
     app.add_typer(sub_app)
 app.add_typer(bench_app, name="bench")
 app.add_typer(llm_app, name="llm")

@@ -17,6 +17,8 @@
 8. architecture search: a small CMAB-NAS search of a weight-sharing supernet on digits, the genotype as JSON;
 9. downstream transfer attack: a ViT pre-trained on digits 0-4, a victim fine-tuned on 5-9, DTA from the
    pre-trained encoder beside PGD on its own head and noise.
+10. expose before you defend: CUL exposes a BadNets SmallCNN; detected label, model score, Neural Cleanse,
+    MMBD and the RNP τ table.
 `quick=True` shrinks the sections to a check that they run (the tests use it).
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from robustfast.attacks import demo as attacks_demo
 from robustfast.attacks import dta_demo
 from robustfast.backdoor import cd_demo
 from robustfast.backdoor import demo as backdoor_demo
+from robustfast.backdoor import ebyd_demo
 from robustfast.lid import demo as lid_demo
 from robustfast.losses import demo as losses_demo
 from robustfast.nas import demo as nas_demo
@@ -44,6 +47,7 @@ SECTIONS = (
     ("text", text_demo.section),
     ("nas", nas_demo.section),
     ("dta", dta_demo.section),
+    ("ebyd", ebyd_demo.section),
 )
 
 

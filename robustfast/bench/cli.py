@@ -176,3 +176,15 @@ def bench_dta(
     from robustfast.bench.dta import run
 
     run(device=device, repeats=repeats, quick=quick, results=results)
+@app.command("ebyd")
+def bench_ebyd(
+    models: int = typer.Option(4, help="backdoored SmallCNNs (different seeds) in the model-detection row"),
+    repeats: int = typer.Option(1, help="timed repeats per row"),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    quick: bool = typer.Option(False, help="two models, one epoch each: a short run (its rows say so)"),
+    results: str = typer.Option("benchmarks/results", help="folder for <device>-ebyd.json"),
+):
+    """EBYD: batched Neural Cleanse, the one-pass RNP tau sweep and vmapped model detection against one at a time."""
+    from robustfast.bench.ebyd import run
+
+    run(device=device, models=models, repeats=repeats, quick=quick, results=results)
