@@ -61,20 +61,16 @@ def test_full_fine_tuning_table(tmp_path):
 
 @pytest.mark.slow
 def test_cul_on_the_badnets_model_points_to_the_target():
-    """CUL through the image interface of issue 16, `robustfast.backdoor.expose(model, clean_set, method="cul")`,
-    assumed to return the exposed model: the argmax of its prediction histogram on clean sentences is the target.
-    Skipped until that function exists."""
+    """CUL through the same interface as images, `robustfast.backdoor.expose(model, clean_set, method="cul")`: the
+    argmax of the exposed model's prediction histogram on clean test sentences is the target."""
     import torch
 
-    from robustfast import backdoor
+    from robustfast.backdoor import expose
     from robustfast.text import encode, predict, sst2
 
-    expose = getattr(backdoor, "expose", None)
-    if expose is None:
-        pytest.skip("waits for issue 16: robustfast.backdoor.expose")
     result = run_suite(("badnets",), recipe=CI, progress=False, base_rates=False)
     model, tokenizer = result["models"]["badnets"], result["tokenizer"]
     sentences, labels = sst2("train")
-    exposed = expose(model, encode(tokenizer, sentences[:128], labels[:128]), method="cul")
+    exposed = expose(model, encode(tokenizer, sentences[:128], labels[:128]), method="cul").model
     histogram = torch.bincount(predict(exposed, encode(tokenizer, *sst2("test")).ids), minlength=2)
     assert int(histogram.argmax()) == CI.target, histogram
