@@ -51,7 +51,7 @@ text: $(TEXT_STAMP)
 peers: torchattacks
 	$(PIP_INSTALL) adversarial-robustness-toolbox faiss-cpu
 
-demo: $(STAMP)
+demo: torchattacks llm text
 	$(VENV)/bin/robustfast demo
 
 test: torchattacks llm text

@@ -27,7 +27,7 @@ from robustfast.training.ssl import augment, mlp, nt_xent
 PRETRAIN = ("supervised", "simclr", "mae")
 SCHEMES = ("full", "linear", "lora")
 FINETUNE_LORA_RANK = 4  # spec dta.md §8
-LORA_HINT = "LoRA fine-tuning needs peft: pip install 'robustfast[dta]' (or pip install peft)"
+LORA_HINT = "LoRA fine-tuning needs peft: pip install 'robustfast[llm]' (or pip install peft), or make llm"
 
 
 @dataclass
