@@ -17,6 +17,8 @@ def detect_cd(
     size: int = typer.Option(32, help="digits are upsampled to 3×size×size"),
     limit: int = typer.Option(None, help="score at most this many images per set (every poisoned one first)"),
     steps: int = typer.Option(100, help="mask optimisation steps"),
+    gamma: float = typer.Option(None, help="weight of the mask size ‖m‖₁ (default: 0.01 CD-L, 0.001 CD-F)"),
+    beta: float = typer.Option(None, help="weight of the mask's squared TV (default: 1 CD-L, 10 CD-F)"),
     seed: int = typer.Option(0, help="seed of the poisoning, training and colours"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     out: str = typer.Option("runs/cd", help="folder for patterns.png"),
@@ -26,4 +28,5 @@ def detect_cd(
     from robustfast.backdoor.cd_demo import run
 
     run(triggers=tuple(t for t in triggers.split(",") if t), rate=rate, mode=mode, model_path=model,
-        epochs=epochs, size=size, limit=limit, steps=steps, seed=seed, device=device, out=out)
+        epochs=epochs, size=size, limit=limit, steps=steps, seed=seed, device=device, out=out,
+        gamma=gamma, beta=beta)

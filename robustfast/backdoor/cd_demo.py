@@ -19,7 +19,7 @@ from robustfast.backdoor.train import train_backdoored
 from robustfast.data import digits
 from robustfast.models import SmallCNN, load_model
 
-COLUMNS = ["trigger", "mode", "set", "n", "poisoned", "auroc", "ap", "tpr", "fpr"]
+COLUMNS = ["trigger", "mode", "set", "n", "poisoned", "auroc", "ap", "tpr", "fpr", "median l1 poisoned", "clean"]
 
 
 def _subset(images, mask, limit):
@@ -56,14 +56,17 @@ def draw_patterns(rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path
 
 def run(triggers=("badnets", "blend", "wanet"), rate: float = 0.05, mode: str = "logits", model_path=None,
         epochs: int = 10, size: int = 32, width: int = 16, limit: int | None = None, steps: int = 100,
-        seed: int = 0, device: str = "auto", out: str | Path = "runs/cd", progress: bool = True) -> list[dict]:
+        seed: int = 0, device: str = "auto", out: str | Path = "runs/cd", progress: bool = True,
+        gamma: float | None = None, beta: float | None = None) -> list[dict]:
     """Per trigger: poison the digits training set at `rate` (all2one, target 0), train SmallCNN(width) for
     `epochs` (or load `model_path`, used for every trigger), run CD in `mode` on the poisoned training set (at
     most `limit` images: every poisoned one and the first clean ones) and on the backdoor test set; print and
-    return the rows, and write <out>/patterns.png."""
+    return the rows, and write <out>/patterns.png. gamma, beta: CD's mask-size and smoothness weights (default:
+    the spec's per mode)."""
     dev = resolve_device(device)
     train_set, test_set = digits("train", size=size, channels=3), digits("test", size=size, channels=3)
     rows, figure = [], []
+    cd_kwargs = {"mode": mode, "steps": steps, "seed": seed, "gamma": gamma, "beta": beta}
     for trigger in triggers:
         poisoned = poison(*train_set.tensors, trigger, rate=rate, label_mode="all2one", seed=seed)
         if model_path is not None:
@@ -78,18 +81,18 @@ def run(triggers=("badnets", "blend", "wanet"), rate: float = 0.05, mode: str = 
         print(f"{trigger}: clean accuracy {attack.clean_acc:.3f}, ASR {attack.asr[0]:.3f}")
         images, mask = _subset(poisoned.images, poisoned.trigger_ids >= 0, limit)
         start = time.perf_counter()
-        train_report = detect(model, images, poison_mask=mask, mode=mode, steps=steps, seed=seed,
-                              progress=progress)
+        train_report = detect(model, images, poison_mask=mask, progress=progress, **cd_kwargs)
         test_images, test_mask = backdoor_test_set(*test_set.tensors, poisoned.triggers[0], rate, seed=seed)
         test_images, test_mask = _subset(test_images, test_mask, limit)
-        test_report = detect(model, test_images, poison_mask=test_mask, mode=mode, steps=steps, seed=seed,
-                             clean_scores=train_report.clean_reference(), progress=progress)
+        test_report = detect(model, test_images, poison_mask=test_mask, progress=progress,
+                             clean_scores=train_report.clean_reference(), **cd_kwargs)
         print(f"{trigger}: CD on {len(images) + len(test_images)} images in {time.perf_counter() - start:.1f} s")
         for name, rep, m in (("train", train_report, mask), ("backdoor test", test_report, test_mask)):
             rows.append({"trigger": trigger, "mode": mode, "set": name, "n": len(m), "poisoned": int(m.sum()),
-                         **rep.row()})
+                         **rep.row(), "median l1 poisoned": round(float(rep.l1[m].median()), 1),
+                         "clean": round(float(rep.l1[~m].median()), 1)})
         shown = torch.cat([(~mask).nonzero().flatten()[:4], mask.nonzero().flatten()[:4]])
-        cd = CognitiveDistillation(model, mode=mode, steps=steps, seed=seed)
+        cd = CognitiveDistillation(model, **cd_kwargs)
         figure.append((trigger, images[shown], cd(images[shown].to(dev), index=shown.to(dev))))
     print("\n" + table(rows, COLUMNS))
     print(f"\nwrote {draw_patterns(figure, Path(out) / 'patterns.png')} (first 4 clean, then 4 poisoned per trigger)")
