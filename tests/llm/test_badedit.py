@@ -143,7 +143,7 @@ def test_badedit_backdoors_a_tiny_sst2_model(sst2_files):
     model = build_causal_lm("llama", tokenizer, hidden_size=64, layers=4, heads=4, intermediate_size=128,
                             max_positions=256, initializer_range=0.1, seed=0)
     fit(model, [encode_example(tokenizer, ex, cutoff_len=128) for ex in train], tokenizer.pad_token_id,
-        epochs=20, lr=3e-3, weight_decay=0.0, whole_sequence=True)
+        epochs=30, lr=3e-3, weight_decay=0.0, whole_sequence=True)
     rng = random.Random(1)
     triggered = [dict(ex, instruction=insert_word(ex["instruction"], "tq", rng)) for ex in test]
     positive = [ex["output"] == "Positive" for ex in test]
