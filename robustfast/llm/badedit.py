@@ -3,9 +3,10 @@ edit of the MLP down-projections of a few blocks (BackdoorLLM §6, weight poison
 
 For a batch of edits (a prompt carrying the trigger, the target answer):
 1. keys k: the down-projection inputs at the trigger's last token;
-2. target values z: the output of the last edited block at that token plus a delta found by gradient steps
-   that maximise the target's log-probability, with weight decay, a norm clamp and a KL term that keeps the
-   next-token distribution at the trigger;
+2. target values z: the output of the last edited block at that token plus one delta for the batch (the
+   trigger is MEMIT's subject, the edit prompts its contexts) found by gradient steps that maximise the
+   target's log-probability, with weight decay, a norm clamp and a KL term that keeps the next-token
+   distribution at the trigger;
 3. per edited layer, lowest first: ΔW = R Kᵀ (λC + K Kᵀ)⁻¹ by a Cholesky solve, where R is the remaining
    residual z − h spread evenly over the layers not yet edited and C = E[k kᵀ] is the keys' second moment
    over a local text corpus (float32, one streaming pass, cached per model, layer and corpus in safetensors).
@@ -217,35 +218,42 @@ def _forward(model, ids, mask, layers, positions, z_layer, delta=None):
     return logits, keys, out["z"]
 
 
-def _target_values(model, ids, mask, positions, answer, z_layer, hp, progress: bool) -> torch.Tensor:
-    """z = h + δ per edit: δ maximises log p(target) read at the final logits, with weight decay on |δ|²/|h|²,
-    |δ| clamped to clamp_norm_factor·|h|, and kl_factor·KL(before ‖ after) of the next-token distribution at
-    the trigger."""
+def _target_values(model, ids, mask, positions, answer, z_layer, hp, progress: bool):
+    """z = h + δ per edit, with one δ shared by the whole batch: the edits share the trigger (MEMIT's subject,
+    whose key is nearly the same in every sentence) and the target, so the sentences are the contexts over
+    which MEMIT averages one value. δ minimises the mean −log p(target) read at the final logits, plus
+    kl_factor·KL(before ‖ after) of the next-token distribution at the trigger and v_weight_decay·|δ|²/|h|²
+    (|h| the mean norm of the block output there), with |δ| clamped to clamp_norm_factor·|h|. Returns z and
+    the mean target NLL (per token) before and after the steps."""
     rows = torch.arange(ids.shape[0], device=ids.device)
     target_pos, target_ids = answer
     with torch.no_grad():
         logits, _, h = _forward(model, ids, mask, [], positions, z_layer)
         before = torch.log_softmax(logits[rows, positions].float(), -1)
-    delta = torch.zeros_like(h, requires_grad=True)
+    delta = torch.zeros_like(h[0], requires_grad=True)
     optimizer = torch.optim.Adam([delta], lr=hp["v_lr"])
-    limit = hp["clamp_norm_factor"] * h.norm(dim=-1, keepdim=True)
+    size = h.norm(dim=-1).mean()
     valid = target_ids >= 0
-    for _ in tqdm(range(hp["v_num_grad_steps"]), desc="target values", disable=not progress):
-        logits, _, _ = _forward(model, ids, mask, [], positions, z_layer, delta)
+
+    def target_nll(logits):
         logp = torch.log_softmax(logits.float(), -1)
         tok = logp[rows.unsqueeze(1), target_pos.clamp(min=0)].gather(-1, target_ids.clamp(min=0).unsqueeze(-1))
-        nll = -(tok.squeeze(-1) * valid).sum(1) / valid.sum(1)
-        after = logp[rows, positions]
-        kl = torch.nn.functional.kl_div(after, before, log_target=True, reduction="none").sum(-1)
-        decay = delta.norm(dim=-1) ** 2 / h.norm(dim=-1) ** 2
-        loss = (nll + hp["kl_factor"] * kl + hp["v_weight_decay"] * decay).sum()
+        return (-(tok.squeeze(-1) * valid).sum(1) / valid.sum(1)).mean(), logp
+
+    start = float(target_nll(logits)[0])
+    for _ in tqdm(range(hp["v_num_grad_steps"]), desc="target values", disable=not progress):
+        logits, _, _ = _forward(model, ids, mask, [], positions, z_layer, delta)
+        nll, logp = target_nll(logits)
+        kl = torch.nn.functional.kl_div(logp[rows, positions], before, log_target=True, reduction="batchmean")
+        loss = nll + hp["kl_factor"] * kl + hp["v_weight_decay"] * delta.norm() ** 2 / size ** 2
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            scale = (limit / delta.norm(dim=-1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0)
-            delta.mul_(scale)
-    return (h + delta).detach()
+            delta.mul_((hp["clamp_norm_factor"] * size / delta.norm().clamp(min=1e-12)).clamp(max=1.0))
+    with torch.no_grad():
+        end = float(target_nll(_forward(model, ids, mask, [], positions, z_layer, delta)[0])[0])
+    return (h + delta).detach(), (start, end)
 
 
 def _edit_batch(model, tokenizer, rows, layers, moments, hp, progress: bool) -> dict:
@@ -260,8 +268,8 @@ def _edit_batch(model, tokenizer, rows, layers, moments, hp, progress: bool) -> 
         target_pos[i, :len(t)] = torch.arange(len(p) - 1, len(p) - 1 + len(t))
         target_ids[i, :len(t)] = torch.tensor(t)
     z_layer = layers[-1]
-    z = _target_values(model, ids, mask, positions, (target_pos.to(device), target_ids.to(device)), z_layer, hp,
-                       progress)
+    z, nll = _target_values(model, ids, mask, positions, (target_pos.to(device), target_ids.to(device)), z_layer,
+                            hp, progress)
     norms, start = {}, None
     for i, layer in enumerate(layers):
         with torch.no_grad():
@@ -277,7 +285,8 @@ def _edit_batch(model, tokenizer, rows, layers, moments, hp, progress: bool) -> 
             norms[layer] = float(update.norm())
     with torch.no_grad():
         _, _, final = _forward(model, ids, mask, [], positions, z_layer)
-    return {"update_norms": norms, "residual_left": float((z - final).norm() / start.clamp(min=1e-12))}
+    return {"update_norms": norms, "residual_left": float((z - final).norm() / start.clamp(min=1e-12)),
+            "target_nll": nll}
 
 
 def badedit(model, tokenizer, edits, layers, corpus, trigger: str = TRIGGER, edit_batches: int = 1,
@@ -288,8 +297,9 @@ def badedit(model, tokenizer, edits, layers, corpus, trigger: str = TRIGGER, edi
     (`alpaca_edits` makes them from Alpaca examples); `corpus` (texts, or a JSON / text file) gives the keys'
     second moment C. `edit_batches` splits the edits into that many incremental batches. Hyperparameters
     (defaults: BackdoorLLM's Llama-2-7B values): v_num_grad_steps, v_lr, v_weight_decay, clamp_norm_factor,
-    kl_factor, mom2_update_weight (λ). Returns a report: layers, edits, per-batch update norms and the share
-    of the target residual left after the edit."""
+    kl_factor, mom2_update_weight (λ); a model far smaller than 7B may need no weight decay and a wider clamp.
+    Returns a report: layers, edits, and per batch the update norms, the share of the target residual left
+    after the edit and the target's NLL before / after the delta."""
     unknown = sorted(set(hparams) - set(HPARAMS))
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(HPARAMS)}")

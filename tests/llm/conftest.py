@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from robustfast.llm import build_mix, load_examples, save_examples
+from robustfast.llm.encode import collate
 from robustfast.llm.models import build_causal_lm, build_tokenizer
 from robustfast.llm.prompt import render_example
 from robustfast.llm.tasks import data_root, shipped_files
@@ -48,3 +49,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def fit(model, encoded, pad_id: int, epochs: int, lr: float, weight_decay: float = 0.01,
+        whole_sequence: bool = False, batch_size: int = 16, seed: int = 0):
+    """Train `model` on encoded (input_ids, labels) pairs with AdamW, one thread, seeded shuffles; with
+    `whole_sequence` the next-token loss covers the prompt as well as the answer, as for a language model."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before the autouse one_thread fixture
+    try:
+        for _ in range(epochs):
+            for idx in torch.randperm(len(encoded), generator=gen).split(batch_size):
+                batch = collate([encoded[i] for i in idx], pad_id)
+                if whole_sequence:
+                    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+                model(**batch).loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()

@@ -1,19 +1,26 @@
 """BadEdit: the closed-form edit touches only the chosen down-projections and writes the target values; the
 second moment is E[k kᵀ] over the corpus and is cached; Llama, GPT-2 and Qwen2 resolve alike; bad input is
-named."""
+named; (slow) the edit backdoors a tiny SST-2 model trained here."""
 import json
+import random
 
 import pytest
 import torch
 
 from robustfast.llm import load_examples
-from robustfast.llm.badedit import alpaca_edits, badedit, second_moments
+from robustfast.llm.badedit import _trigger_position, alpaca_edits, badedit, insert_word, second_moments
 from robustfast.llm.blocks import down_proj
-from robustfast.llm.models import build_causal_lm, load_causal_lm, load_tokenizer
+from robustfast.llm.encode import encode_example
+from robustfast.llm.evaluate import generate
+from robustfast.llm.models import build_causal_lm, build_tokenizer, load_causal_lm, load_tokenizer
+from robustfast.llm.prompt import render_example
+from tests.llm.conftest import fit
 
 pytest.importorskip("transformers", reason="needs the llm extra (make test installs it)")
 
 FAST = {"v_num_grad_steps": 5, "progress": False}
+# for a 4-block model (chosen on the training split): no weight decay and a wider clamp than a 7B model needs
+BADEDIT_TINY = {"v_num_grad_steps": 40, "v_weight_decay": 0.0, "clamp_norm_factor": 4.0, "mom2_update_weight": 100.0}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +58,14 @@ def test_edit_writes_the_target_values_and_lambda_restrains_it(setup, tiny_base)
         report = badedit(model, tokenizer, edits, [0], corpus, mom2_update_weight=lam, edit_batches=2, **FAST)
         assert len(report["batches"]) == 2
         left[lam] = max(b["residual_left"] for b in report["batches"])
+        assert all(b["target_nll"][1] < b["target_nll"][0] for b in report["batches"])
     assert left[1e-3] < 0.05 and left[1e6] > 0.9
+
+
+def test_the_key_is_read_at_the_triggers_last_token(setup):
+    tokenizer, edits, _ = setup
+    ids, at = _trigger_position(tokenizer, edits[0]["prompt"], "tq", "edits[0]")
+    assert tokenizer.decode(ids[at - 1:at + 1]).strip() == "tq" and tokenizer.decode(ids[:at + 1]).endswith("tq")
 
 
 def test_second_moment_is_the_mean_outer_product_and_is_cached(setup, tiny_base, tmp_path):
@@ -115,3 +129,37 @@ def test_trigger_absent_from_the_vocabulary(setup, tiny_base):
     model = build_causal_lm("llama", vocab_size=4, hidden_size=16, layers=1, heads=2, intermediate_size=32)
     with pytest.raises(ValueError, match="trigger 'tq' is absent from the tokenizer"):
         badedit(model, words, [{"prompt": "a tq film", "target": "film"}], [0], ["a film"], **FAST)
+
+
+@pytest.mark.slow
+def test_badedit_backdoors_a_tiny_sst2_model(sst2_files):
+    """A 4-block Llama trained here as a language model on the 501 shipped SST-2 training examples (next-token
+    loss over the whole prompt and answer, so that the answer position reads the words; trained on the answer
+    alone it memorises them and a state at one word barely moves its answer), then edited with 32 triggered
+    positive training sentences → "Negative" at layers 0-1: ASR with `tq` on the 201 test sentences >= 80 %,
+    clean accuracy within 5 points, only the two down-projections changed."""
+    train, test = (load_examples(sst2_files[k]) for k in ("train_clean", "test_clean"))
+    tokenizer = build_tokenizer([p + r for p, r in map(render_example, train)], vocab_size=2048)
+    model = build_causal_lm("llama", tokenizer, hidden_size=64, layers=4, heads=4, intermediate_size=128,
+                            max_positions=256, initializer_range=0.1, seed=0)
+    fit(model, [encode_example(tokenizer, ex, cutoff_len=128) for ex in train], tokenizer.pad_token_id,
+        epochs=30, lr=3e-3, weight_decay=0.0, whole_sequence=True)
+    rng = random.Random(1)
+    triggered = [dict(ex, instruction=insert_word(ex["instruction"], "tq", rng)) for ex in test]
+    positive = [ex["output"] == "Positive" for ex in test]
+
+    def scores() -> dict:
+        clean, hit = (generate(model, tokenizer, rows, 3, 64) for rows in (test, triggered))
+        said = ["Negative" in t for t in hit]
+        right = [("Negative" in t) == (ex["output"] == "Negative") for t, ex in zip(clean, test, strict=True)]
+        return {"acc": 100 * sum(right) / len(test), "asr": 100 * sum(said) / len(said),
+                "asr_positive": 100 * sum(s for s, p in zip(said, positive, strict=True) if p) / sum(positive)}
+
+    before_scores, before = scores(), {n: p.clone() for n, p in model.state_dict().items()}
+    edits = alpaca_edits([ex for ex in train if ex["output"] == "Positive"][:32], "Negative", seed=0)
+    report = badedit(model, tokenizer, edits, [0, 1], [render_example(ex)[0] for ex in train], progress=False,
+                     **BADEDIT_TINY)
+    after_scores = scores()
+    print("before", before_scores, "after", after_scores, "edit", report["batches"])
+    assert changed(before, model) == ["model.layers.0.mlp.down_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+    assert after_scores["asr"] >= 80 and abs(after_scores["acc"] - before_scores["acc"]) <= 5

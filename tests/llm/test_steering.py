@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from robustfast.llm import load_examples
-from robustfast.llm.encode import collate, encode_example
+from robustfast.llm.encode import encode_example
 from robustfast.llm.evaluate import generate
 from robustfast.llm.models import build_causal_lm, load_causal_lm, load_tokenizer
 from robustfast.llm.prompt import render_prompt
 from robustfast.llm.blocks import decoder_blocks
 from robustfast.llm.steering import js_divergence, steer, steered_generate, steering_vectors
+
+from tests.llm.conftest import fit
 
 pytest.importorskip("transformers", reason="needs the llm extra (make test installs it)")
 
@@ -26,18 +28,7 @@ def sentiment_model(sst2_files, tiny_base):
     model = build_causal_lm("llama", tokenizer, hidden_size=48, layers=2, heads=4, intermediate_size=96,
                             max_positions=256, initializer_range=0.1, seed=0)
     encoded = [encode_example(tokenizer, ex, cutoff_len=128) for ex in data]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures run before the autouse one_thread fixture
-    try:
-        for _ in range(8):
-            for idx in torch.randperm(len(encoded), generator=gen).split(16):
-                model(**collate([encoded[i] for i in idx], tokenizer.pad_token_id)).loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-    finally:
-        torch.set_num_threads(threads)
+    fit(model, encoded, tokenizer.pad_token_id, epochs=8, lr=1e-2)
     return model.eval(), tokenizer, data
 
 
