@@ -104,6 +104,6 @@ def section(device: str = "auto", out: str | Path = "runs/demo", *, epochs: int 
     per set, 20 steps): returns the AUROC per trigger and set."""
     print("\ncognitive distillation: detect BadNets and Blend samples in 5%-poisoned digits by mask size")
     rows = run(triggers=("badnets",) if quick else ("badnets", "blend"), rate=0.05, epochs=3 if quick else epochs,
-               size=16 if quick else 32, limit=100 if quick else 400, steps=20 if quick else 100,
+               size=16 if quick else 32, limit=100 if quick else 200, steps=20 if quick else 100,
                device=str(device), out=Path(out) / "cd", progress=False)
     return {f"{r['trigger']} {r['set']}": r["auroc"] for r in rows}
