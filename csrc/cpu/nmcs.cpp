@@ -3,7 +3,10 @@
 //
 // A problem is D choices with K_d arms at depth d. The tree is an arena of nodes in struct-of-arrays form
 // (visits, pending, total, parent, arm); node 0 is the root, a node at depth d holds the statistics of the arm
-// chosen at depth d − 1 and its children (sparse: ascending arms beside their node ids) are the arms of depth d.
+// chosen at depth d − 1. Its children are sparse: a block of a shared pool (arm ascending, child node, and the
+// child's UCB terms mean and 1/sqrt(n)), grown by doubling from one entry. Nothing is allocated per node and
+// reset() keeps the capacity, so a search allocates nothing once the arena has grown (per playout the old core's
+// per-node vectors spent most of their time in malloc and free).
 //   sample:  untried arm (by rank among the untried, SplitMix64) if any, else UCB
 //            argmax_j total_j/n_j + α·sqrt(2 ln n_i)·(1/sqrt(n_j)), n = visits + pending, ties to the lowest arm
 //   update:  each node of the path: visits += 1, total += share·R, pending −= 1 (not below 0)
@@ -56,7 +59,7 @@ class Problem {
  public:
   explicit Problem(std::vector<int64_t> arms) : arms_(check_arm_counts(arms)) {}
   virtual ~Problem() = default;
-  virtual void score(const std::vector<int64_t>& paths, int64_t n, std::vector<double>& out) = 0;
+  virtual void score(const int64_t* paths, int64_t n, double* out) = 0;
   const std::vector<int64_t>& arms() const { return arms_; }
   int64_t depth() const { return static_cast<int64_t>(arms_.size()); }
 
@@ -76,7 +79,7 @@ class Separable : public Problem {
     }
     if (static_cast<int64_t>(w_.size()) != off) throw py::value_error("weights must hold sum(arm_counts) values");
   }
-  void score(const std::vector<int64_t>& paths, int64_t n, std::vector<double>& out) override {
+  void score(const int64_t* paths, int64_t n, double* out) override {
     const int64_t D = depth();
     for (int64_t i = 0; i < n; ++i) {
       double s = 0;
@@ -98,10 +101,10 @@ class Prefix : public Problem {
  public:
   Prefix(std::vector<int64_t> arms, std::vector<int64_t> target, int64_t trap)
       : Problem(std::move(arms)), target_(std::move(target)), trap_(trap) {}
-  void score(const std::vector<int64_t>& paths, int64_t n, std::vector<double>& out) override {
+  void score(const int64_t* paths, int64_t n, double* out) override {
     const int64_t D = depth();
     for (int64_t i = 0; i < n; ++i) {
-      const int64_t* p = paths.data() + i * D;
+      const int64_t* p = paths + i * D;
       if (trap_ >= 0 && p[0] == trap_) {
         out[i] = 0.5;
         continue;
@@ -125,11 +128,11 @@ class Callback : public Problem {
     py::gil_scoped_acquire gil;
     fn_ = py::function();
   }
-  void score(const std::vector<int64_t>& paths, int64_t n, std::vector<double>& out) override {
+  void score(const int64_t* paths, int64_t n, double* out) override {
     const int64_t D = depth();
     py::gil_scoped_acquire gil;
     at::Tensor t = at::empty({n, D}, at::kLong);
-    std::copy(paths.begin(), paths.begin() + n * D, t.mutable_data_ptr<int64_t>());
+    std::copy(paths, paths + n * D, t.mutable_data_ptr<int64_t>());
     py::object result = fn_(t);
     at::Tensor r;
     try {
@@ -157,23 +160,19 @@ class Tree {
  public:
   Tree(std::vector<int64_t> arms, double alpha, double share, uint64_t seed)
       : arms_(check_arm_counts(arms)), D_(static_cast<int64_t>(arms_.size())), alpha_(alpha), share_(share),
-        seed_(seed), rng_(seed) {
+        rng_(seed) {
     if (!(alpha >= 0) || !std::isfinite(alpha)) throw py::value_error("alpha must be finite and >= 0");
     reset();
   }
 
   void reset() {
-    visits_.assign(1, 0);
-    pending_.assign(1, 0);
-    total_.assign(1, 0.0);
-    parent_.assign(1, -1);
-    arm_.assign(1, -1);
-    child_arms_.assign(1, {});
-    child_nodes_.assign(1, {});
-    ucb_arm_.assign(1, {});
-    ucb_mean_.assign(1, {});
-    ucb_isq_.assign(1, {});
-    slot_.assign(1, -1);
+    for (auto* v : {&visits_, &pending_}) v->clear();
+    for (auto* v : {&parent_, &arm_, &off_, &count_, &cap_}) v->clear();
+    total_.clear();
+    for (auto* v : {&pool_arm_, &pool_node_}) v->clear();
+    pool_mean_.clear();
+    pool_isq_.clear();
+    new_node(-1, -1);
   }
   void reseed(uint64_t seed) { rng_ = SplitMix64(seed); }
   void set_alpha(double alpha) {
@@ -194,41 +193,46 @@ class Tree {
                               " is out of range [0, " + std::to_string(arms_[d]) + ")");
   }
 
-  // n complete paths from the node of `prefix` (row-major n × D), pending visits on every node they cross.
-  std::vector<int64_t> sample(const std::vector<int64_t>& prefix, int64_t n) {
-    check_prefix(prefix, false, "prefix");
-    std::vector<int64_t> out(n * D_);
+  void check_paths(const int64_t* paths, const double* rewards, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t d = 0; d < D_; ++d) {
+        const int64_t a = paths[i * D_ + d];
+        if (a < 0 || a >= arms_[d])
+          throw py::value_error("paths[" + std::to_string(i) + ", " + std::to_string(d) + "] = " + std::to_string(a) +
+                                " is out of range [0, " + std::to_string(arms_[d]) + ")");
+      }
+      if (!std::isfinite(rewards[i])) throw py::value_error("rewards must be finite");
+    }
+  }
+
+  // n complete paths from the node of a checked `prefix` into out (n × D), pending visits on every node crossed.
+  void sample(const std::vector<int64_t>& prefix, int64_t n, int64_t* out) {
+    const int64_t fixed = static_cast<int64_t>(prefix.size());
     for (int64_t i = 0; i < n; ++i) {
       int64_t node = 0;
       ++pending_[0];
       for (int64_t d = 0; d < D_; ++d) {
-        const int64_t a = d < static_cast<int64_t>(prefix.size()) ? prefix[d] : select(node, d);
-        node = child(node, a, true);
+        const int64_t a = d < fixed ? prefix[d] : select(node, d);
+        const int64_t e = entry(node, a, d);
+        node = pool_node_[e];
         ++pending_[node];
-        refresh(node);
+        refresh(e, node);
         out[i * D_ + d] = a;
       }
     }
-    return out;
   }
 
-  void update(const std::vector<int64_t>& paths, const std::vector<double>& rewards) {
-    const int64_t n = static_cast<int64_t>(rewards.size());
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t* p = paths.data() + i * D_;
-      for (int64_t d = 0; d < D_; ++d)
-        if (p[d] < 0 || p[d] >= arms_[d])
-          throw py::value_error("paths[" + std::to_string(i) + ", " + std::to_string(d) + "] = " +
-                                std::to_string(p[d]) + " is out of range [0, " + std::to_string(arms_[d]) + ")");
-      if (!std::isfinite(rewards[i])) throw py::value_error("rewards must be finite");
-    }
+  // Backs up n checked paths (n × D) with their rewards.
+  void update(const int64_t* paths, const double* rewards, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
       const double r = share_ * rewards[i];
       int64_t node = 0;
       backup(node, r);
       for (int64_t d = 0; d < D_; ++d) {
-        node = child(node, paths[i * D_ + d], true);
+        const int64_t e = entry(node, paths[i * D_ + d], d);
+        node = pool_node_[e];
         backup(node, r);
+        refresh(e, node);
       }
     }
   }
@@ -243,16 +247,15 @@ class Tree {
     const int64_t node = find(prefix);
     std::vector<std::pair<double, int64_t>> ranked;
     if (node >= 0) {
-      for (size_t j = 0; j < child_arms_[node].size(); ++j) {
-        const int64_t c = child_nodes_[node][j];
-        if (visits_[c] > 0) ranked.emplace_back(-(total_[c] / static_cast<double>(visits_[c])), child_arms_[node][j]);
+      for (int64_t e = off_[node]; e < off_[node] + count_[node]; ++e) {
+        const int64_t c = pool_node_[e];
+        if (visits_[c] > 0) ranked.emplace_back(-(total_[c] / static_cast<double>(visits_[c])), pool_arm_[e]);
       }
     }
     if (rank >= static_cast<int64_t>(ranked.size()))
       throw py::value_error("rank " + std::to_string(rank) + " asked but the node has only " +
                             std::to_string(ranked.size()) + " visited arms");
-    std::stable_sort(ranked.begin(), ranked.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first || (a.first == b.first && a.second < b.second); });
+    std::sort(ranked.begin(), ranked.end());
     return ranked[rank].second;
   }
 
@@ -262,9 +265,9 @@ class Tree {
     std::vector<std::vector<double>> out(4);
     const int64_t node = find(prefix);
     if (node < 0) return out;
-    for (size_t j = 0; j < child_arms_[node].size(); ++j) {
-      const int64_t c = child_nodes_[node][j];
-      out[0].push_back(static_cast<double>(child_arms_[node][j]));
+    for (int64_t e = off_[node]; e < off_[node] + count_[node]; ++e) {
+      const int64_t c = pool_node_[e];
+      out[0].push_back(static_cast<double>(pool_arm_[e]));
       out[1].push_back(static_cast<double>(visits_[c]));
       out[2].push_back(static_cast<double>(pending_[c]));
       out[3].push_back(total_[c]);
@@ -272,18 +275,19 @@ class Tree {
     return out;
   }
 
-  // L playouts from the node of `prefix`, `batch` per call of the problem; the best (reward, path) evaluated.
+  // L playouts from the node of a checked `prefix`, `batch` per call of the problem; the best (reward, path).
   std::pair<double, std::vector<int64_t>> simulate(Problem& problem, const std::vector<int64_t>& prefix, int64_t L,
                                                    int64_t batch) {
     double best = -std::numeric_limits<double>::infinity();
     std::vector<int64_t> best_path(D_, 0);
-    std::vector<double> rewards;
+    batch = std::min(batch, L);
+    std::vector<int64_t> paths(batch * D_);
+    std::vector<double> rewards(batch);
     for (int64_t done = 0; done < L; done += batch) {
       const int64_t n = std::min(batch, L - done);
-      const std::vector<int64_t> paths = sample(prefix, n);
-      rewards.assign(n, 0.0);
-      problem.score(paths, n, rewards);
-      update(paths, rewards);
+      sample(prefix, n, paths.data());
+      problem.score(paths.data(), n, rewards.data());
+      update(paths.data(), rewards.data(), n);
       for (int64_t i = 0; i < n; ++i) {
         if (rewards[i] > best) {
           best = rewards[i];
@@ -305,40 +309,42 @@ class Tree {
   }
 
   std::pair<double, std::vector<int64_t>> nested(Problem& problem, int64_t level, std::vector<int64_t> prefix) {
-    check_prefix(prefix, false, "prefix");
     if (level == 0 || static_cast<int64_t>(prefix.size()) == D_) {
       for (int64_t d = static_cast<int64_t>(prefix.size()); d < D_; ++d) prefix.push_back(rng_.below(arms_[d]));
-      std::vector<double> s(1);
-      problem.score(prefix, 1, s);
-      return {s[0], prefix};
+      double s;
+      problem.score(prefix.data(), 1, &s);
+      return {s, prefix};
     }
     double best = -std::numeric_limits<double>::infinity();
-    std::vector<int64_t> best_path;
+    std::vector<int64_t> best_path, paths;
+    std::vector<double> scores;
     while (static_cast<int64_t>(prefix.size()) < D_) {
       const int64_t d = static_cast<int64_t>(prefix.size()), K = arms_[d];
-      std::vector<std::pair<double, std::vector<int64_t>>> results;
-      if (level == 1) {
-        std::vector<int64_t> paths;
+      if (level == 1) {  // the K playouts in one call of the problem
+        paths.resize(K * D_);
+        scores.resize(K);
         for (int64_t m = 0; m < K; ++m) {
-          paths.insert(paths.end(), prefix.begin(), prefix.end());
-          paths.push_back(m);
-          for (int64_t e = d + 1; e < D_; ++e) paths.push_back(rng_.below(arms_[e]));
+          int64_t* p = paths.data() + m * D_;
+          std::copy(prefix.begin(), prefix.end(), p);
+          p[d] = m;
+          for (int64_t e = d + 1; e < D_; ++e) p[e] = rng_.below(arms_[e]);
         }
-        std::vector<double> s(K);
-        problem.score(paths, K, s);
-        for (int64_t m = 0; m < K; ++m)
-          results.emplace_back(s[m], std::vector<int64_t>(paths.begin() + m * D_, paths.begin() + (m + 1) * D_));
+        problem.score(paths.data(), K, scores.data());
+        for (int64_t m = 0; m < K; ++m) {
+          if (scores[m] > best) {
+            best = scores[m];
+            best_path.assign(paths.begin() + m * D_, paths.begin() + (m + 1) * D_);
+          }
+        }
       } else {
         for (int64_t m = 0; m < K; ++m) {
-          std::vector<int64_t> next = prefix;
-          next.push_back(m);
-          results.push_back(nested(problem, level - 1, next));
-        }
-      }
-      for (auto& [s, p] : results) {
-        if (s > best) {
-          best = s;
-          best_path = p;
+          prefix.push_back(m);
+          auto [s, p] = nested(problem, level - 1, prefix);
+          prefix.pop_back();
+          if (s > best) {
+            best = s;
+            best_path = std::move(p);
+          }
         }
       }
       prefix.push_back(best_path[d]);
@@ -354,98 +360,115 @@ class Tree {
 
  private:
   int64_t select(int64_t node, int64_t d) {
-    const int64_t K = arms_[d];
-    const auto& tried = child_arms_[node];
-    const int64_t ntried = static_cast<int64_t>(tried.size());
-    if (ntried < K) {
-      int64_t a = rng_.below(K - ntried);
-      for (int64_t t : tried) {
-        if (t <= a) ++a;
-        else break;
-      }
+    const int64_t K = arms_[d], n = count_[node];
+    const int32_t* tried = pool_arm_.data() + off_[node];
+    if (n < K) {  // the r-th untried arm: step over the tried ones (ascending) at or below it
+      int64_t a = rng_.below(K - n);
+      for (int64_t j = 0; j < n && tried[j] <= a; ++j) ++a;
       return a;
     }
-    // v_j = mean_j + α·sqrt(2 ln n_i)·(1/sqrt(n_j)); the children's mean and 1/sqrt(n_j) are kept up to date in
-    // insertion order (refresh), so the scan is one multiply-add per arm. Ties go to the lowest arm.
+    // Every arm tried: the block holds all K children in arm order, so the strict > scan ties to the lowest arm.
     const double coef = alpha_ * std::sqrt(2.0 * std::log(static_cast<double>(visits_[node] + pending_[node])));
-    const double* mean = ucb_mean_[node].data();
-    const double* isq = ucb_isq_[node].data();
-    const int64_t* arms = ucb_arm_[node].data();
+    const double* mean = pool_mean_.data() + off_[node];
+    const double* isq = pool_isq_.data() + off_[node];
     double best = -std::numeric_limits<double>::infinity();
-    int64_t arm = -1;
-    for (int64_t j = 0; j < ntried; ++j) {
+    int64_t arm = 0;
+    for (int64_t j = 0; j < n; ++j) {
       const double v = mean[j] + coef * isq[j];
-      if (v > best || (v == best && arms[j] < arm)) {
+      if (v > best) {
         best = v;
-        arm = arms[j];
+        arm = j;
       }
     }
     return arm;
   }
 
-  int64_t child(int64_t node, int64_t a, bool create) {
-    auto& arms = child_arms_[node];
-    const auto it = std::lower_bound(arms.begin(), arms.end(), a);
-    const auto pos = it - arms.begin();
-    if (it != arms.end() && *it == a) return child_nodes_[node][pos];
-    if (!create) return -1;
-    const int64_t id = static_cast<int64_t>(visits_.size());
+  int64_t new_node(int64_t parent, int64_t a) {
     visits_.push_back(0);
     pending_.push_back(0);
     total_.push_back(0.0);
-    parent_.push_back(node);
-    arm_.push_back(a);
-    child_arms_.emplace_back();
-    child_nodes_.emplace_back();
-    ucb_arm_.emplace_back();
-    ucb_mean_.emplace_back();
-    ucb_isq_.emplace_back();
-    slot_.push_back(static_cast<int64_t>(ucb_arm_[node].size()));
-    ucb_arm_[node].push_back(a);
-    ucb_mean_[node].push_back(0.0);
-    ucb_isq_[node].push_back(0.0);
-    child_arms_[node].insert(child_arms_[node].begin() + pos, a);
-    child_nodes_[node].insert(child_nodes_[node].begin() + pos, id);
-    return id;
+    parent_.push_back(static_cast<int32_t>(parent));
+    arm_.push_back(static_cast<int32_t>(a));
+    off_.push_back(0);
+    count_.push_back(0);
+    cap_.push_back(0);
+    return static_cast<int64_t>(visits_.size()) - 1;
+  }
+
+  // The pool entry of arm `a` among the children of `node` (at depth d), the child created if new.
+  int64_t entry(int64_t node, int64_t a, int64_t d) {
+    const int64_t off = off_[node], n = count_[node];
+    const int32_t* arms = pool_arm_.data() + off;
+    const int64_t pos = std::lower_bound(arms, arms + n, static_cast<int32_t>(a)) - arms;
+    if (pos < n && arms[pos] == a) return off + pos;
+    if (n == cap_[node]) grow(node, d);
+    const int64_t child = new_node(node, a);
+    const int64_t o = off_[node];
+    const int64_t from = o + pos, to = o + n;  // shift the entries above pos up by one
+    std::copy_backward(pool_arm_.begin() + from, pool_arm_.begin() + to, pool_arm_.begin() + to + 1);
+    std::copy_backward(pool_node_.begin() + from, pool_node_.begin() + to, pool_node_.begin() + to + 1);
+    std::copy_backward(pool_mean_.begin() + from, pool_mean_.begin() + to, pool_mean_.begin() + to + 1);
+    std::copy_backward(pool_isq_.begin() + from, pool_isq_.begin() + to, pool_isq_.begin() + to + 1);
+    pool_arm_[o + pos] = static_cast<int32_t>(a);
+    pool_node_[o + pos] = static_cast<int32_t>(child);
+    pool_mean_[o + pos] = 0.0;
+    pool_isq_[o + pos] = 0.0;
+    ++count_[node];
+    return o + pos;
+  }
+
+  // A block twice as large (at most K_d) at the end of the pool; the old block is abandoned until reset().
+  void grow(int64_t node, int64_t d) {
+    const int64_t cap = std::min<int64_t>(std::max<int64_t>(1, 2 * cap_[node]), arms_[d]);
+    const int64_t old = off_[node], n = count_[node], off = static_cast<int64_t>(pool_arm_.size());
+    pool_arm_.resize(off + cap);
+    pool_node_.resize(off + cap);
+    pool_mean_.resize(off + cap);
+    pool_isq_.resize(off + cap);
+    std::copy_n(pool_arm_.begin() + old, n, pool_arm_.begin() + off);
+    std::copy_n(pool_node_.begin() + old, n, pool_node_.begin() + off);
+    std::copy_n(pool_mean_.begin() + old, n, pool_mean_.begin() + off);
+    std::copy_n(pool_isq_.begin() + old, n, pool_isq_.begin() + off);
+    off_[node] = static_cast<int32_t>(off);
+    cap_[node] = static_cast<int32_t>(cap);
   }
 
   int64_t find(const std::vector<int64_t>& prefix) const {
     int64_t node = 0;
     for (int64_t a : prefix) {
-      const auto& arms = child_arms_[node];
-      const auto it = std::lower_bound(arms.begin(), arms.end(), a);
-      if (it == arms.end() || *it != a) return -1;
-      node = child_nodes_[node][it - arms.begin()];
+      const int32_t* arms = pool_arm_.data() + off_[node];
+      const int64_t n = count_[node];
+      const int64_t pos = std::lower_bound(arms, arms + n, static_cast<int32_t>(a)) - arms;
+      if (pos == n || arms[pos] != a) return -1;
+      node = pool_node_[off_[node] + pos];
     }
     return node;
   }
 
-  // The UCB cache of `node` in its parent: mean total/n and 1/sqrt(n), n = visits + pending (≥ 1 once reached).
-  void refresh(int64_t node) {
-    if (node == 0) return;
+  // The UCB terms of `node` at its pool entry e: mean total/n and 1/sqrt(n), n = visits + pending (≥ 1 here).
+  void refresh(int64_t e, int64_t node) {
     const double n = static_cast<double>(visits_[node] + pending_[node]);
-    const int64_t p = parent_[node], s = slot_[node];
-    ucb_mean_[p][s] = total_[node] / n;
-    ucb_isq_[p][s] = 1.0 / std::sqrt(n);
+    pool_mean_[e] = total_[node] / n;
+    pool_isq_[e] = 1.0 / std::sqrt(n);
   }
 
   void backup(int64_t node, double r) {
     ++visits_[node];
     total_[node] += r;
     if (pending_[node] > 0) --pending_[node];
-    refresh(node);
   }
 
   std::vector<int64_t> arms_;
   int64_t D_;
   double alpha_, share_;
-  uint64_t seed_;
   SplitMix64 rng_;
-  std::vector<int64_t> visits_, pending_, parent_, arm_;
+  // nodes
+  std::vector<int64_t> visits_, pending_;
   std::vector<double> total_;
-  std::vector<std::vector<int64_t>> child_arms_, child_nodes_, ucb_arm_;
-  std::vector<std::vector<double>> ucb_mean_, ucb_isq_;
-  std::vector<int64_t> slot_;
+  std::vector<int32_t> parent_, arm_, off_, count_, cap_;
+  // children blocks: arm (ascending within a block), child node, the child's UCB terms
+  std::vector<int32_t> pool_arm_, pool_node_;
+  std::vector<double> pool_mean_, pool_isq_;
 };
 
 at::Tensor paths_tensor(const std::vector<int64_t>& paths, int64_t D) {
@@ -455,11 +478,10 @@ at::Tensor paths_tensor(const std::vector<int64_t>& paths, int64_t D) {
   return t;
 }
 
-std::vector<int64_t> paths_vector(const at::Tensor& paths, int64_t D) {
+at::Tensor paths_checked(const at::Tensor& paths, int64_t D) {
   if (paths.dim() != 2 || paths.size(1) != D)
     throw py::value_error("paths must be an n × " + std::to_string(D) + " integer tensor");
-  at::Tensor p = paths.to(at::kCPU, at::kLong).contiguous();
-  return std::vector<int64_t>(p.const_data_ptr<int64_t>(), p.const_data_ptr<int64_t>() + p.numel());
+  return paths.to(at::kCPU, at::kLong).contiguous();
 }
 
 void check_problem(const Tree& tree, const Problem& problem) {
@@ -473,9 +495,9 @@ void register_nmcs(py::module_& parent) {
   py::class_<Problem, std::shared_ptr<Problem>>(m, "Problem")
       .def_property_readonly("arm_counts", &Problem::arms)
       .def("score", [](Problem& p, const at::Tensor& paths) {
-        const std::vector<int64_t> v = paths_vector(paths, p.depth());
-        std::vector<double> out(v.size() / p.depth());
-        p.score(v, static_cast<int64_t>(out.size()), out);
+        const at::Tensor t = paths_checked(paths, p.depth());
+        std::vector<double> out(t.size(0));
+        p.score(t.const_data_ptr<int64_t>(), t.size(0), out.data());
         return out;
       });
   m.def("separable", [](std::vector<int64_t> arms, std::vector<double> w, double sigma, uint64_t seed) {
@@ -494,21 +516,22 @@ void register_nmcs(py::module_& parent) {
       .def("reseed", &Tree::reseed)
       .def("set_alpha", &Tree::set_alpha)
       .def("sample", [](Tree& t, std::vector<int64_t> prefix, int64_t n) {
-        std::vector<int64_t> out;
+        t.check_prefix(prefix, false, "prefix");
+        std::vector<int64_t> out(n * t.depth());
         {
           py::gil_scoped_release nogil;
-          out = t.sample(prefix, n);
+          t.sample(prefix, n, out.data());
         }
         return paths_tensor(out, t.depth());
       })
       .def("update", [](Tree& t, const at::Tensor& paths, const at::Tensor& rewards) {
-        const std::vector<int64_t> p = paths_vector(paths, t.depth());
-        at::Tensor r = rewards.detach().to(at::kCPU, at::kDouble).contiguous();
-        if (r.dim() != 1 || r.size(0) != paths.size(0))
-          throw py::value_error("rewards must have shape (" + std::to_string(paths.size(0)) + ",)");
-        std::vector<double> rv(r.const_data_ptr<double>(), r.const_data_ptr<double>() + r.numel());
+        const at::Tensor p = paths_checked(paths, t.depth());
+        const at::Tensor r = rewards.detach().to(at::kCPU, at::kDouble).contiguous();
+        if (r.dim() != 1 || r.size(0) != p.size(0))
+          throw py::value_error("rewards must have shape (" + std::to_string(p.size(0)) + ",)");
+        t.check_paths(p.const_data_ptr<int64_t>(), r.const_data_ptr<double>(), p.size(0));
         py::gil_scoped_release nogil;
-        t.update(p, rv);
+        t.update(p.const_data_ptr<int64_t>(), r.const_data_ptr<double>(), p.size(0));
       })
       .def("policy", &Tree::policy)
       .def("child_stats", &Tree::child_stats)
@@ -527,6 +550,7 @@ void register_nmcs(py::module_& parent) {
       })
       .def("nested", [](Tree& t, std::shared_ptr<Problem> p, int64_t level, std::vector<int64_t> prefix) {
         check_problem(t, *p);
+        t.check_prefix(prefix, false, "prefix");
         py::gil_scoped_release nogil;
         return t.nested(*p, level, prefix);
       });

@@ -55,22 +55,27 @@ def policy_check(seeds=range(5), size: int = 16, **search_kwargs) -> list[dict]:
         nas.tree.reset()
         nas._start_epoch(10_000 + seed)
         random_path = nas.tree.search_best(nas.reward, nas.L_best, "local_random", nas.from_root, nas.P)
-        rows.append({"seed": seed,
+        rows.append({"seed": seed, "genotype": result.genotype.to_json(),
                      "optimal_test_acc": nas.accuracy(result.genotype, test_x, test_y),
                      "random_test_acc": nas.accuracy(nas.space.decode(random_path), test_x, test_y)})
     return rows
 
 
 def final_check(seeds=range(5), size: int = 16, C: int = 16, layers: int = 6, epochs: int = 15,
-                search_kwargs: dict | None = None, progress: bool = True, **train_kwargs) -> list[dict]:
+                search_kwargs: dict | None = None, genotypes: dict | None = None, progress: bool = True,
+                **train_kwargs) -> list[dict]:
     """Per seed: the searched cell against a random cell within ±10 % of its parameters, trained with the same
-    seed on the digits train split and scored on its test split."""
+    seed on the digits train split and scored on its test split. `genotypes` ({seed: Genotype}, e.g. from
+    policy_check's rows) skips the search of those seeds."""
     train, test = digits("train", size=size), digits("test", size=size)
     rows = []
     for seed in seeds:
-        nas, result = search_digits(seed, size=size, progress=progress, **(search_kwargs or {}))
-        space = nas.space
-        _, searched = train_genotype(result.genotype, space, train, test, C=C, layers=layers, epochs=epochs,
+        if genotypes and seed in genotypes:
+            space, genotype = SearchSpace(ops=(search_kwargs or {}).get("ops", DIGITS_OPS)), genotypes[seed]
+        else:
+            nas, result = search_digits(seed, size=size, progress=progress, **(search_kwargs or {}))
+            space, genotype = nas.space, result.genotype
+        _, searched = train_genotype(genotype, space, train, test, C=C, layers=layers, epochs=epochs,
                                      seed=seed, progress=progress, **train_kwargs)
         gen = stream_generator(seed, 99)
         for _ in range(1000):

@@ -7,7 +7,7 @@ from torch import nn
 
 from robustfast._util.checks import is_int, is_real, require
 from robustfast.nas.space import Genotype, SearchSpace
-from robustfast.nas.supernet import FactorizedReduce, Identity, ReLUConvBN, make_op
+from robustfast.nas.supernet import FactorizedReduce, Identity, ReLUConvBN, cell_plan, make_op
 from robustfast.training import evaluate, train_classifier
 
 
@@ -51,22 +51,17 @@ class Network(nn.Module):
                  in_channels: int = 3, drop_path_prob: float = 0.0):
         super().__init__()
         space.check(genotype)
+        require("layers", layers, is_int(layers) and layers >= 1, "an int >= 1")
         require("drop_path_prob", drop_path_prob, is_real(drop_path_prob) and 0 <= drop_path_prob < 1,
                 "a number in [0, 1)")
         self.drop_path_prob = float(drop_path_prob)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, 3 * C, 3, padding=1, bias=False), nn.BatchNorm2d(3 * C))
-        c_pp, c_p, c = 3 * C, 3 * C, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for k in range(layers):
-            reduction = k in (layers // 3, 2 * layers // 3) and layers >= 3
-            if reduction:
-                c *= 2
-            kind = "reduce" if reduction and "reduce" in space.cells else "normal"
-            self.cells.append(FixedCell(genotype.cells[kind], space.ops, c_pp, c_p, c, reduction, reduction_prev))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, space.nodes * c
-        self.classifier = nn.Linear(c_p, num_classes)
+        plan = cell_plan(layers, C, space.nodes)
+        self.cells = nn.ModuleList(
+            FixedCell(genotype.cells["reduce" if reduction and "reduce" in space.cells else "normal"], space.ops,
+                      c_pp, c_p, c, reduction, reduction_prev)
+            for reduction, reduction_prev, c_pp, c_p, c in plan)
+        self.classifier = nn.Linear(space.nodes * plan[-1][4], num_classes)
 
     def forward(self, x):
         s0 = s1 = self.stem(x)

@@ -107,6 +107,20 @@ def make_op(name: str, c: int, stride: int, fixed: bool = False) -> nn.Module:
     return DilConv(c, c, kernel, stride, kernel - 1, 2, fixed)
 
 
+def cell_plan(layers: int, C: int, nodes: int) -> list[tuple[bool, bool, int, int, int]]:
+    """(reduction, reduction_prev, c_pp, c_p, c) of each of `layers` cells after a 3·C-channel stem: reductions at
+    layers//3 and 2·layers//3 (when layers >= 3) double c, and a cell outputs its `nodes` nodes concatenated."""
+    plan, c_pp, c_p, c, reduction_prev = [], 3 * C, 3 * C, C, False
+    for k in range(layers):
+        reduction = layers >= 3 and k in (layers // 3, 2 * layers // 3)
+        if reduction:
+            c *= 2
+        plan.append((reduction, reduction_prev, c_pp, c_p, c))
+        reduction_prev = reduction
+        c_pp, c_p = c_p, nodes * c
+    return plan
+
+
 class Cell(nn.Module):
     def __init__(self, space: SearchSpace, c_pp, c_p, c, reduction, reduction_prev):
         super().__init__()
@@ -169,17 +183,10 @@ class Supernet(nn.Module):
         self.space = space
         self.stem = nn.Conv2d(in_channels, 3 * C, 3, padding=1, bias=False)
         self.stem_norm = Norm(3 * C)
-        c_pp, c_p, c = 3 * C, 3 * C, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for k in range(layers):
-            reduction = k in (layers // 3, 2 * layers // 3) and layers >= 3
-            if reduction:
-                c *= 2
-            self.cells.append(Cell(space, c_pp, c_p, c, reduction, reduction_prev))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, space.nodes * c
-        self.classifier = nn.Linear(c_p, num_classes)
+        plan = cell_plan(layers, C, space.nodes)
+        self.cells = nn.ModuleList(Cell(space, c_pp, c_p, c, reduction, reduction_prev)
+                                   for reduction, reduction_prev, c_pp, c_p, c in plan)
+        self.classifier = nn.Linear(space.nodes * plan[-1][4], num_classes)
 
     def forward(self, x: torch.Tensor, genotype: Genotype) -> torch.Tensor:
         """Logits (b, classes) of one child."""

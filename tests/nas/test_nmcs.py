@@ -34,6 +34,9 @@ def test_simulate_search_best_and_policies_match_the_oracle():
         tree.update(paths, torch.linspace(0.1, 0.9, 5, dtype=torch.float64))
         out.append(tree.sample([1, 3], 3).tolist())
         out.append(tree.arrays())
+        tree.reset()  # the C++ arena keeps its grown blocks: a rebuilt tree must not see them
+        out.append(tree.simulate(problem, (), L=40))
+        out.append(tree.arrays())
         return out, tree
 
     (cpp, tc), (ref, tr) = run_both(script)
