@@ -70,7 +70,8 @@ def _patchify(proj: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """(B, patches, D): the patch embedding. Non-overlapping patches (stride = kernel, no padding) go through one
     matmul on the reshaped image: on CPU the convolution's input gradient costs several times as much."""
     (ph, pw), (b, c, h, w) = proj.kernel_size, x.shape
-    if proj.stride != (ph, pw) or proj.padding != (0, 0) or h % ph or w % pw:
+    plain = proj.stride == (ph, pw) and proj.padding == (0, 0) and proj.dilation == (1, 1) and proj.groups == 1
+    if not plain or h % ph or w % pw:
         return proj(x).flatten(2).transpose(1, 2)
     cols = x.reshape(b, c, h // ph, ph, w // pw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * ph * pw)
     return F.linear(cols, proj.weight.flatten(1), proj.bias)
