@@ -169,6 +169,7 @@ def table_cmd(data: str = DATA, methods: str = typer.Option("supervised,simclr,m
     from robustfast.attacks.dta_digits import run
 
     _check_data(data)
+    Path(out).mkdir(parents=True, exist_ok=True)
     results = []
     for method in methods.split(","):
         for seed in (int(s) for s in seeds.split(",")):

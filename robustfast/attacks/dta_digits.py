@@ -15,12 +15,16 @@ from robustfast.attacks.pgd import PGD
 from robustfast.data import digits
 from robustfast.training.vit import FINETUNE_LORA_RANK, Pretrained, finetune, pretrain
 
-# Spec §8's schedule ("full") and a CI-size one (fewer epochs, the same model, data and attack).
+# Spec §8's schedule ("full"), a shorter one for the slow CI-size tests ("ci") and the default test suite's
+# ("test": supervised only, 150 test images, 10 attack steps, full fine-tuning at 5x the lr for half the epochs).
+# "images" takes the first n downstream test images (all when absent); "lr" overrides FINETUNE's.
 SCALES = {
     "full": {"pretrain": {"supervised": 60, "simclr": 150, "mae": 100}, "full": 40, "linear": 80, "lora": 40,
              "probes": 64},
     "ci": {"pretrain": {"supervised": 25, "simclr": 40, "mae": 30}, "full": 15, "linear": 30, "lora": 15,
            "probes": 32},
+    "test": {"pretrain": {"supervised": 20, "simclr": 40, "mae": 30}, "full": 20, "linear": 30, "lora": 20,
+             "probes": 32, "images": 150, "steps": 10, "lr": {"full": 1e-3, "lora": 1e-3}},
 }
 PRETRAIN_LR = {"supervised": 1e-3, "simclr": 1e-3, "mae": 1e-3}
 FINETUNE = {"full": {"lr": 2e-4}, "linear": {"lr": 3e-3}, "lora": {"lr": 1e-3, "lora_rank": FINETUNE_LORA_RANK}}
@@ -40,8 +44,9 @@ def digits_tasks(seed: int = 0, size: int = 16) -> dict[str, TensorDataset]:
 
 
 def victims(f0, tasks, scale: dict, seed: int, schemes=("full", "linear", "lora"), progress=False) -> dict:
+    lr = scale.get("lr", {})
     return {s: finetune(f0, tasks["downstream_train"], s, epochs=scale[s], seed=seed, progress=progress,
-                        **FINETUNE[s]) for s in schemes}
+                        **{**FINETUNE[s], **({"lr": lr[s]} if s in lr else {})}) for s in schemes}
 
 
 def source_model(pre, tasks, scale: dict, seed: int, progress=False) -> nn.Module:
@@ -53,12 +58,13 @@ def source_model(pre, tasks, scale: dict, seed: int, progress=False) -> nn.Modul
 
 
 def attack_victims(pre: Pretrained, vics: dict, tasks: dict, scale: str = "ci", seed: int = 0, steps: int = 20,
-                   sweep: bool = True, progress: bool = False) -> dict:
+                   sweep: bool = True, progress: bool = False, sweep_layers=None) -> dict:
     """DTA (searched layer) and the baselines against each victim on the downstream test set: {"layer",
-    "search", "rows": [{victim, attack, layer, asr, clean_acc, n}], "sweep": {layer: ASR} on the full-FT victim}."""
+    "search", "rows": [{victim, attack, layer, asr, clean_acc, n}], "sweep": {layer: ASR} on the full-FT victim
+    at `sweep_layers` (default every block)}."""
     sc = SCALES[scale]
     f0 = pre.encoder
-    x, y = tasks["downstream_test"].tensors
+    x, y = (t[:sc.get("images")] for t in tasks["downstream_test"].tensors)
     probe = tasks["upstream_train"].tensors[0][:sc["probes"]]
     kw = {"eps": EPS, "steps": steps, "seed": seed}
     dta = DTA(f0, probe=probe, **kw)
@@ -81,21 +87,23 @@ def attack_victims(pre: Pretrained, vics: dict, tasks: dict, scale: str = "ci", 
                          "asr": r["asr"], "clean_acc": r["clean_acc"], "n": r["n"]})
     result = {"layer": dta.search.layer, "search": dta.search.scores, "rows": rows}
     if sweep and "full" in vics:
-        result["sweep"] = layer_sweep(f0, vics["full"], x, y, **kw)
+        result["sweep"] = layer_sweep(f0, vics["full"], x, y, sweep_layers, **kw)
     return result
 
 
 def run(method: str = "supervised", seed: int = 0, scale: str = "ci", sweep: bool = True,
-        schemes=("full", "linear", "lora"), steps: int = 20, progress: bool = False) -> dict:
-    """One pre-training method and seed end to end: pre-train, fine-tune the victims, attack_victims;
-    {"method", "seed", "seconds", **attack_victims(...)}."""
+        schemes=("full", "linear", "lora"), steps: int | None = None, progress: bool = False,
+        sweep_layers=None) -> dict:
+    """One pre-training method and seed end to end: pre-train, fine-tune the victims, attack_victims (`steps`
+    None: the scale's, else 20); {"method", "seed", "seconds", **attack_victims(...)}."""
     t0 = time.perf_counter()
     sc = SCALES[scale]
     tasks = digits_tasks(seed)
     pre = pretrain(tasks["upstream_train"], method, epochs=sc["pretrain"][method], lr=PRETRAIN_LR[method],
                    seed=seed, progress=progress)
     vics = victims(pre.encoder, tasks, sc, seed, schemes, progress)
-    result = attack_victims(pre, vics, tasks, scale, seed, steps, sweep, progress)
+    steps = sc.get("steps", 20) if steps is None else steps
+    result = attack_victims(pre, vics, tasks, scale, seed, steps, sweep, progress, sweep_layers)
     return {"method": method, "seed": seed, **result, "seconds": time.perf_counter() - t0}
 
 

@@ -9,6 +9,7 @@ Layer l (1-based) is the residual stream after block l, before any LayerNorm: Hu
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SIZES = {"image_size": 16, "patch_size": 4, "hidden_size": 64, "num_hidden_layers": 6, "num_attention_heads": 4,
@@ -65,6 +66,17 @@ def _root(model: nn.Module) -> tuple[nn.Module, str]:
                      f"ViTMAEForPreTraining, a timm VisionTransformer or a ViTEncoder; got {name}")
 
 
+def _patchify(proj: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """(B, patches, D): the patch embedding. Non-overlapping patches (stride = kernel, no padding) go through one
+    matmul on the reshaped image: on CPU the convolution's input gradient costs several times as much."""
+    (ph, pw), (b, c, h, w) = proj.kernel_size, x.shape
+    plain = proj.stride == (ph, pw) and proj.padding == (0, 0) and proj.dilation == (1, 1) and proj.groups == 1
+    if not plain or h % ph or w % pw:
+        return proj(x).flatten(2).transpose(1, 2)
+    cols = x.reshape(b, c, h // ph, ph, w // pw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * ph * pw)
+    return F.linear(cols, proj.weight.flatten(1), proj.bias)
+
+
 class ViTEncoder(nn.Module):
     """A ViT as embed → blocks → final norm. `forward(x)` is the normed class token (B, D), the feature heads
     read; `tokens(x, upto)` the residual streams after blocks 1..upto (each B×T×D), running only those blocks."""
@@ -97,12 +109,15 @@ class ViTEncoder(nn.Module):
         m = self.model
         if self.kind == "timm":
             return m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(x))))
-        if self.kind == "mae":
-            pos = m.embeddings.position_embeddings
-            patches = m.embeddings.patch_embeddings(x) + pos[:, 1:, :]
-            cls = (m.embeddings.cls_token + pos[:, :1, :]).expand(x.shape[0], -1, -1)
-            return torch.cat([cls, patches], dim=1)
-        return m.embeddings(x)
+        emb = m.embeddings
+        pos = emb.position_embeddings
+        patches = _patchify(emb.patch_embeddings.projection, x)
+        if patches.shape[1] + 1 != pos.shape[1]:
+            raise ValueError(f"images must be {tuple(emb.patch_embeddings.image_size)} pixels (this encoder's size), "
+                             f"got {tuple(x.shape[-2:])}")
+        cls = (emb.cls_token + pos[:, :1, :]).expand(x.shape[0], -1, -1)
+        z = torch.cat([cls, patches + pos[:, 1:, :]], dim=1)
+        return emb.dropout(z) if self.kind == "vit" else z
 
     def block(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """z_l = block_l(z_{l−1}), 1-based."""

@@ -146,12 +146,19 @@ def pretrain(data: TensorDataset, method: str = "supervised", epochs: int = 60, 
         return Pretrained(encoder.eval(), None, history)
 
 
+# The attention's query and value projections, by name: transformers ≥ 5 (q_proj, v_proj), older transformers
+# (query, value); timm fuses them into qkv.
+LORA_TARGETS = ("q_proj", "v_proj", "query", "value", "qkv")
+
+
 def add_lora(encoder: ViTEncoder, rank: int) -> None:
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
         raise ImportError(LORA_HINT) from None
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=["query", "value"]), encoder.model)
+    names = {n.rsplit(".", 1)[-1] for n, _ in encoder.model.named_modules()}
+    targets = [t for t in LORA_TARGETS if t in names]
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets), encoder.model)
 
 
 def finetune(encoder: ViTEncoder, data: TensorDataset, scheme: str = "full", lora_rank: int = 8,

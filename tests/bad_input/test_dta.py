@@ -48,6 +48,8 @@ def test_wrap_and_tokens_name_the_argument(encoder):
         wrap(torch.nn.Conv2d(3, 3, 3))
     with rejected("upto", kind=ValueError):
         encoder.tokens(images(), 0)
+    with rejected("images", kind=ValueError):
+        encoder.tokens(torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(1)), 1)
 
 
 def test_training_arguments(encoder):
