@@ -11,8 +11,8 @@
    accuracy, ASR per trigger and the cross-activation matrix of a small CNN trained on them;
    cognitive distillation then detects BadNets and Blend samples in 5%-poisoned digits (AUROC per set);
 5. intrinsic dimensionality: per-sample LID of the digits beside Gaussian points, a histogram PNG;
-6. robust training: PGD-AT of a WRN-10-1 on digits (ε = 0.1, resumable), then clean, PGD-20, CW∞, APGD-CE and
-   APGD-T accuracy of the test set;
+6. robust training: PGD-AT of a WRN-10-1 on digits (ε = 0.1, resumable), then clean, PGD-20, CW∞ and APGD-CE
+   accuracy of the test set;
 7. text backdoors: MiniLM fine-tuned on SST-2, BadNets / AddSent / SOS / EP copies, the CA/ASR table;
 8. architecture search: a small CMAB-NAS search of a weight-sharing supernet on digits, the genotype as JSON;
 9. downstream transfer attack: a ViT pre-trained on digits 0-4, a victim fine-tuned on 5-9, DTA from the
