@@ -19,7 +19,8 @@ from robustfast.backdoor.train import train_backdoored
 from robustfast.data import digits
 from robustfast.models import SmallCNN, load_model
 
-COLUMNS = ["trigger", "mode", "set", "n", "poisoned", "auroc", "ap", "tpr", "fpr", "median l1 poisoned", "clean"]
+COLUMNS = ["trigger", "mode", "set", "n", "poisoned", "auroc", "ap", "tpr", "fpr", "median l1 poisoned",
+           "median l1 clean"]
 
 
 def _subset(images, mask, limit):
@@ -90,7 +91,7 @@ def run(triggers=("badnets", "blend", "wanet"), rate: float = 0.05, mode: str = 
         for name, rep, m in (("train", train_report, mask), ("backdoor test", test_report, test_mask)):
             rows.append({"trigger": trigger, "mode": mode, "set": name, "n": len(m), "poisoned": int(m.sum()),
                          **rep.row(), "median l1 poisoned": round(float(rep.l1[m].median()), 1),
-                         "clean": round(float(rep.l1[~m].median()), 1)})
+                         "median l1 clean": round(float(rep.l1[~m].median()), 1)})
         shown = torch.cat([(~mask).nonzero().flatten()[:4], mask.nonzero().flatten()[:4]])
         cd = CognitiveDistillation(model, **cd_kwargs)
         figure.append((trigger, images[shown], cd(images[shown].to(dev), index=shown.to(dev))))
