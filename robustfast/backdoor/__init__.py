@@ -10,7 +10,13 @@ from robustfast.backdoor.detect import DetectionReport, backdoor_test_set, detec
 from robustfast.backdoor.evaluate import BackdoorReport, evaluate
 from robustfast.backdoor.expose import METHODS as EXPOSE_METHODS
 from robustfast.backdoor.expose import Exposure, detect_label, expose
-from robustfast.backdoor.expose_detect import ModelDetection, detect_model, detect_models
+from robustfast.backdoor.expose_detect import (
+    Calibration,
+    ModelDetection,
+    calibrate_detection,
+    detect_model,
+    detect_models,
+)
 from robustfast.backdoor.iad import InputAware
 from robustfast.backdoor.mmbd import MMBDResult, mmbd
 from robustfast.backdoor.neural_cleanse import CleanseResult, neural_cleanse
@@ -41,6 +47,7 @@ __all__ = [
     "BackdoorReport",
     "BadNets",
     "Blend",
+    "Calibration",
     "CleanseResult",
     "CognitiveDistillation",
     "DetectionReport",
@@ -61,6 +68,7 @@ __all__ = [
     "WaNet",
     "apply_stacked",
     "backdoor_test_set",
+    "calibrate_detection",
     "detect",
     "detect_label",
     "detect_model",

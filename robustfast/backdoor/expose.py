@@ -10,6 +10,8 @@ Every method works on any nn.Module whose forward takes one batch tensor (images
 BatchNorm requirement know the architecture. Differences from the reference code (spec §7), by design:
 - CUL is unclipped, as the published logs ran (the reference's clip sits before backward, a no-op);
   `clip_norm` is a real clip, off by default.
+- The reference's `stop_acc=0.1` is never read there (it runs all epochs); here `stop_acc` is an option, off by
+  default: stop after the first epoch whose accuracy on the defense set (eval mode) is <= stop_acc.
 - Activation pruning computes every rate from the original model (the reference stacks its wrappers).
 - Interpolation and magnitude pruning are stubs in the reference; their grids (0.1 … 0.9) are ours.
 """
@@ -33,9 +35,9 @@ GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
 SWEEP_KEY = {"activation-prune": "p", "anp": "eps", "interpolate": "alpha", "magnitude-prune": "s"}
 DEFAULTS = {
     "cul": {"epochs": 20, "lr": 1e-5, "weight_decay": 5e-4, "batch_size": 128, "optimizer": "adam", "momentum": 0.9,
-            "milestones": (), "clip_norm": None},
+            "milestones": (), "clip_norm": None, "stop_acc": None},
     "random-label": {"epochs": 20, "lr": 1e-4, "weight_decay": 5e-4, "batch_size": 128, "optimizer": "adam",
-                     "momentum": 0.9, "milestones": (), "clip_norm": None},
+                     "momentum": 0.9, "milestones": (), "clip_norm": None, "stop_acc": None},
     "activation-prune": {"p": GRID, "layer": None},
     "anp": {"eps": GRID, "epochs": 5, "step": 0.2, "batch_size": 128},
     "interpolate": {"alpha": GRID},
@@ -90,6 +92,9 @@ def _options(method: str, kwargs: dict) -> dict:
     for name in ("weight_decay", "momentum"):
         if name in opts:
             require(name, opts[name], is_real(opts[name]) and opts[name] >= 0, "a finite number >= 0")
+    if opts.get("stop_acc") is not None:
+        require("stop_acc", opts["stop_acc"], is_real(opts["stop_acc"]) and 0 <= opts["stop_acc"] <= 1,
+                "None or a number in [0, 1]")
     if "optimizer" in opts:
         require("optimizer", opts["optimizer"], opts["optimizer"] in ("adam", "sgd"), "'adam' or 'sgd'")
     if method in SWEEP_KEY:
@@ -108,7 +113,8 @@ def expose(model: nn.Module, clean_set, method: str = "cul", *, seed: int = 0, e
     """Expose `model` with `method` on the defense set `clean_set` (a Dataset of (input, label)); the input model is
     never modified. Options per method (spec defaults in DEFAULTS): cul / random-label take epochs, lr,
     weight_decay, batch_size, optimizer ("adam": PyTorch Adam with coupled L2; "sgd"), momentum, milestones (×0.1
-    at each), clip_norm; activation-prune p (rates) and layer (a module name; default the last nn.Linear);
+    at each), clip_norm, stop_acc (stop after the first epoch whose accuracy on clean_set is <= stop_acc);
+    activation-prune p (rates) and layer (a module name; default the last nn.Linear);
     anp eps, epochs, step, batch_size; interpolate alpha; magnitude-prune s and variant ("bn" or "l1").
     A grid option (p, eps, alpha, s) takes a number or a list and returns one point per value.
 
@@ -122,7 +128,10 @@ def expose(model: nn.Module, clean_set, method: str = "cul", *, seed: int = 0, e
     ex, ey = (x, y) if eval_set is None else as_tensors(eval_set, "eval_set")
     asr = None if asr_set is None else as_tensors(asr_set, "asr_set")
     num_classes = num_classes_of(model, x)
-    snap = lambda m: snapshot(m, ex, ey, num_classes, asr)  # noqa: E731
+    def snap(m):
+        return snapshot(m, ex, ey, num_classes, asr)
+
+    snap.on_defense = eval_set is None
     if method in ("cul", "random-label"):
         exposed = copy.deepcopy(model)
         trajectory = _descend(exposed, x, y, method, opts, num_classes, seed, augment, snap, progress)
@@ -165,7 +174,14 @@ def lr_at(opts: dict, epoch: int) -> float:
 
 def _descend(model, x, y, method, opts, num_classes, seed, augment, snap, progress) -> list[dict]:
     """CUL (ascent on CE) or random-label fine-tuning (descent on CE with uniform labels), in train mode (BN running
-    statistics update, as in the reference), with a snapshot before training and after every epoch."""
+    statistics update, as in the reference), with a snapshot before training and after every epoch (and an early
+    stop on the defense-set accuracy when opts["stop_acc"] is set)."""
+
+    def defense_acc(row: dict) -> float:
+        if snap.on_defense:  # the snapshot was taken on the defense set
+            return row["acc"]
+        return (predictions(model, x).cpu() == y.cpu()).double().mean().item()
+
     device = next(model.parameters()).device
     opt = make_optimizer(model.parameters(), opts)
     sign = -1.0 if method == "cul" else 1.0
@@ -189,6 +205,8 @@ def _descend(model, x, y, method, opts, num_classes, seed, augment, snap, progre
                 nn.utils.clip_grad_norm_(model.parameters(), opts["clip_norm"])
             opt.step()
         trajectory.append({"epoch": epoch + 1, **snap(model)})
+        if opts["stop_acc"] is not None and defense_acc(trajectory[-1]) <= opts["stop_acc"]:
+            break
     return trajectory
 
 

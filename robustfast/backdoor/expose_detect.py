@@ -6,6 +6,12 @@ backdoored iff s > threshold (0.01: one class holding more than 40 % of the pred
 and buffers are stacked (torch.func.stack_module_state) and one vmapped functional call serves all of them per
 batch; elementwise optimizers (SGD, Adam) on the stacked tensors are exactly the per-model optimizers. Otherwise,
 or with vmap=False, it loops over the models.
+
+`calibrate_detection` scales the recipe's strength to the model at hand, on clean reference models only: the
+spec's lr 0.005 was tuned for ResNet-18 on CIFAR-10, and a smaller model unlearns so fast that clean models
+collapse onto one class too (a SmallCNN-8 on digits: every clean model scores > 0.01 at lr 0.005). It walks an
+lr grid from the strongest down and keeps the first lr at which every reference clean model (trained by the
+defender with the suspect models' recipe, never one of the models under test) stays at or under the threshold.
 """
 from __future__ import annotations
 
@@ -19,12 +25,14 @@ from tqdm.auto import tqdm
 
 from robustfast._util.checks import is_int, is_real, require
 from robustfast._util.seeds import stream_generator
+from robustfast._util.tables import table
 from robustfast.backdoor.expose import expose, lr_at, make_optimizer
 from robustfast.backdoor.expose_data import as_tensors, epoch_batches, histogram
 
 DETECT_CUL = {"epochs": 20, "lr": 0.005, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 64,
               "optimizer": "sgd", "milestones": (10, 20)}
 THRESHOLD = 0.01
+CALIBRATION_LRS = (5e-3, 2e-3, 1e-3, 5e-4, 4e-4, 3e-4, 2e-4, 1e-4)
 
 
 @dataclasses.dataclass
@@ -83,6 +91,41 @@ def detect_models(models, clean_set, eval_set, *, threshold: float = THRESHOLD, 
     x, y = as_tensors(clean_set, "clean_set")
     ex, _ = as_tensors(eval_set, "eval_set")
     return [_verdict(h, threshold) for h in _stacked_cul(models, x, y, ex, opts, augment, seed, progress)]
+
+
+@dataclasses.dataclass
+class Calibration:
+    lr: float | None          # the strongest lr of the grid at which every reference model scores <= threshold
+    scores: dict[float, list[float]]  # lr -> the reference models' scores, for every lr tried (strongest first)
+    threshold: float
+
+    def table(self) -> str:
+        rows = [{"lr": lr, "max ref score": max(v), "ref scores": " ".join(f"{s:.4f}" for s in v),
+                 "chosen": "<-" if lr == self.lr else ""} for lr, v in self.scores.items()]
+        return table(rows, list(rows[0]))
+
+
+def calibrate_detection(reference_models, clean_set, eval_set, *, lrs=CALIBRATION_LRS,
+                        threshold: float = THRESHOLD, augment=None, seed: int = 0, progress: bool = False,
+                        **cul) -> Calibration:
+    """The strongest CUL learning rate of `lrs` (tried from the largest down, stopping at the first that passes)
+    at which every model of `reference_models` (clean models of the suspects' architecture and training recipe,
+    held by the defender; never the models under test) scores <= threshold; the rest of the recipe as
+    detect_models (override with **cul, except lr). lr None when no rate passes. Use the result as
+    detect_models(models, ..., lr=calibration.lr)."""
+    require("lrs", lrs, isinstance(lrs, (list, tuple)) and len(lrs) > 0
+            and all(is_real(v) and v > 0 for v in lrs), "a non-empty list of numbers > 0")
+    if "lr" in cul:
+        raise ValueError("lr is what calibrate_detection chooses; give the grid as lrs=")
+    _check(threshold, cul)
+    scores = {}
+    for lr in sorted((float(v) for v in lrs), reverse=True):
+        res = detect_models(list(reference_models), clean_set, eval_set, threshold=threshold, augment=augment,
+                            seed=seed, progress=progress, lr=lr, **cul)
+        scores[lr] = [r.score for r in res]
+        if not any(r.backdoored for r in res):
+            return Calibration(lr, scores, threshold)
+    return Calibration(None, scores, threshold)
 
 
 def _stacked_cul(models, x, y, ex, opts, augment, seed, progress) -> list[torch.Tensor]:

@@ -50,6 +50,7 @@ def test_bench_triggers_runs_and_records(tmp_path):
 def test_expose_command_runs_the_pipeline_quick(tmp_path):
     result = CliRunner().invoke(app, ["expose", "--quick", "--device", "cpu", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    for part in ("cul trajectory", "detected backdoor label", "model detection", "Neural Cleanse", "MMBD", "RNP"):
+    for part in ("cul trajectory", "detected backdoor label", "model detection", "Neural Cleanse",
+                 "Cognitive Distillation", "MMBD", "RNP"):
         assert part in result.output
     assert (tmp_path / "expose-badnets-cul.png").is_file()

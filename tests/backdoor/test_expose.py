@@ -6,7 +6,16 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from robustfast.backdoor import detect_label, detect_model, detect_models, expose, mmbd, neural_cleanse, rnp
+from robustfast.backdoor import (
+    calibrate_detection,
+    detect_label,
+    detect_model,
+    detect_models,
+    expose,
+    mmbd,
+    neural_cleanse,
+    rnp,
+)
 from robustfast.backdoor.expose import METHODS
 from robustfast.backdoor.expose_data import crop_flip, histogram
 from robustfast.backdoor.mmbd import max_margins
@@ -128,18 +137,63 @@ def test_model_detection_score_and_vmapped_equals_loop():
         assert abs(a.score - b.score) < 1e-3 and a.backdoored == b.backdoored
 
 
+def test_calibration_keeps_the_first_lr_at_which_clean_references_stay_clean():
+    """The spec's lr 0.005 collapses a clean SmallCNN-8 too (s = 0.09); at 3e-4 it stays under 0.01, and the
+    backdoored model (not a reference) is still flagged there."""
+    bd, cl = backdoored(), clean()
+    cal = calibrate_detection([cl.model], cl.defense, cl.test, lrs=(3e-4, 5e-3), augment=crop_flip)
+    assert list(cal.scores) == [5e-3, 3e-4] and cal.lr == 3e-4, cal.table()
+    assert cal.scores[5e-3][0] > 0.01 >= cal.scores[3e-4][0], cal.table()
+    assert detect_model(bd.model, bd.defense, bd.test, augment=crop_flip, lr=cal.lr).backdoored
+
+
+def test_cul_stops_after_the_first_epoch_at_or_under_stop_acc():
+    s = backdoored()
+    exp = expose(s.model, s.defense, "cul", lr=CUL_LR, stop_acc=0.15, augment=crop_flip)
+    accs = [r["acc"] for r in exp.trajectory]
+    assert len(accs) < 21 and accs[-1] <= 0.15 and all(a > 0.15 for a in accs[:-1]), accs
+    held_out = expose(s.model, s.defense, "cul", lr=CUL_LR, stop_acc=0.15, augment=crop_flip, eval_set=s.test)
+    assert len(held_out.trajectory) == len(accs)  # the stop reads the defense set, whatever eval_set is
+
+
+@pytest.fixture
+def one_thread():
+    """The README's figures were measured at one torch thread; training differs in the last bits across thread
+    counts, and the clean models' scores sit close to the threshold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured: TPR 1.0 but FPR 1.0 with the spec's SGD recipe on SmallCNN/digits (every "
-                          "model collapses onto one class); see the README", strict=False)
-def test_model_detection_over_five_backdoored_and_five_clean_models():
-    from tests.backdoor.ebyd_models import setting
-    bds = [setting("badnets", seed) for seed in range(5)]
-    cls = [setting(None, seed) for seed in range(5)]
-    res = detect_models([s.model for s in bds + cls], bds[0].defense, bds[0].test, augment=crop_flip)
-    tpr = sum(r.backdoored for r in res[:5]) / 5
-    fpr = sum(r.backdoored for r in res[5:]) / 5
-    print(f"model detection: TPR {tpr:.2f} FPR {fpr:.2f}; scores {[round(r.score, 4) for r in res]}")
-    assert tpr >= 0.8 and fpr <= 0.2
+def test_model_detection_and_mmbd_over_five_backdoored_and_five_clean_models(one_thread):
+    """`robustfast expose-models` (seeds 0-4, references 5-7): the spec's SGD recipe flags every model (FPR 1.0);
+    with its lr calibrated on the clean references, TPR >= 0.8 at FPR <= 0.2; MMBD p <= 0.05 exactly for the
+    backdoored models."""
+    from robustfast.backdoor.ebyd_study import models_study
+
+    out = models_study()
+    assert out["spec"]["tpr"] == 1.0 and out["spec"]["fpr"] == 1.0
+    assert out["calibration"]["lr"] is not None and out["calibration"]["lr"] < 0.005
+    assert out["calibrated"]["tpr"] >= 0.8 and out["calibrated"]["fpr"] <= 0.2, out["calibrated"]
+    assert all(lab == 0 for lab in out["calibrated"]["labels"][:5])
+    assert out["mmbd"]["tpr"] == 1.0 and out["mmbd"]["fpr"] == 0.0, out["mmbd"]
+
+
+@pytest.mark.slow
+def test_cul_trajectory_at_32_with_a_small_resnet(one_thread):
+    """The issue's setting, digits 3×32×32 and WRN-10-1 (`robustfast expose --size 32 --arch wrn-10-1 --cul-lr 5e-4
+    --stop-acc 0.1`): accuracy on D holds for the first epoch, then falls to ≤ 0.10 where CUL stops; ASR ≥ 0.99
+    throughout; h(t) ≥ 0.95 at the end; argmax h = t."""
+    from robustfast.backdoor.ebyd_setup import digits_setting
+
+    s = digits_setting("badnets", seed=0, size=32, arch="wrn-10-1")
+    exp = expose(s.model, s.defense, "cul", lr=5e-4, stop_acc=0.1, asr_set=s.asr, augment=crop_flip)
+    rows, table = exp.trajectory, exp.table(target=s.target)
+    assert rows[1]["acc"] >= 0.85 and rows[-1]["acc"] <= 0.10 and len(rows) < 21, table
+    assert min(r["asr"] for r in rows[1:]) >= 0.99, table
+    assert rows[-1]["hist"][s.target] >= 0.95 and detect_label(exp) == s.target, table
 
 
 class TokenClassifier(torch.nn.Module):

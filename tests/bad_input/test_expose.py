@@ -5,7 +5,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from robustfast.backdoor import detect_model, detect_models, expose, mmbd, neural_cleanse, rnp
+from robustfast.backdoor import calibrate_detection, detect_model, detect_models, expose, mmbd, neural_cleanse, rnp
+from robustfast.backdoor.ebyd_setup import digits_setting
 from robustfast.models import SmallCNN
 from tests.bad_input.helpers import images, rejected
 
@@ -77,7 +78,8 @@ def test_sweep_grid_outside_unit_interval(method, key, grid):
 
 
 @pytest.mark.parametrize("kwargs,name", [({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
-                                         ({"lr": float("nan")}, "lr"), ({"batch_size": 0}, "batch_size")])
+                                         ({"lr": float("nan")}, "lr"), ({"batch_size": 0}, "batch_size"),
+                                         ({"stop_acc": 1.5}, "stop_acc"), ({"stop_acc": "0.1"}, "stop_acc")])
 def test_cul_numbers(kwargs, name):
     with rejected(name):
         expose(cnn(), data(), "cul", **kwargs)
@@ -111,3 +113,16 @@ def test_other_arguments():
         detect_model(cnn(), data(), data(), threshold=-1)
     with rejected("layer"):
         expose(cnn(), data(), "activation-prune", layer="features")
+
+
+def test_calibration_arguments():
+    with rejected("lrs"):
+        calibrate_detection([cnn()], data(), data(), lrs=[])
+    with rejected("lrs"):
+        calibrate_detection([cnn()], data(), data(), lrs=[1e-3, -1.0])
+    with rejected("lr", "lrs"):
+        calibrate_detection([cnn()], data(), data(), lr=1e-3)
+    with rejected("clean_set", "empty"):
+        calibrate_detection([cnn()], EMPTY, data(), lrs=[1e-3])
+    with rejected("arch"):
+        digits_setting("badnets", arch="resnet-50")
