@@ -21,7 +21,7 @@ from robustfast.backdoor.mmbd import mmbd
 from robustfast.backdoor.neural_cleanse import neural_cleanse
 from robustfast.backdoor.rnp import rnp
 
-CUL_LR = 1e-3  # for SmallCNN on digits; the spec's 1e-5 is ResNet-18 on CIFAR-10 (see the README)
+CUL_LR = 1e-3  # for the digits models (SmallCNN, WRN-10-1); the spec's 1e-5 is ResNet-18 on CIFAR-10 (see the README)
 
 
 def _plot(exposure, cleansed, target: int, path: Path) -> Path:

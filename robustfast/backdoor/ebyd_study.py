@@ -20,9 +20,10 @@ from torch.utils.data import TensorDataset
 from robustfast._util.device import resolve_device
 from robustfast._util.tables import table
 from robustfast.backdoor.detect import backdoor_test_set, detect
+from robustfast.backdoor.ebyd_demo import CUL_LR
 from robustfast.backdoor.ebyd_setup import Setting, digits_setting
 from robustfast.backdoor.expose import METHODS, SWEEP_KEY, expose
-from robustfast.backdoor.expose_data import crop_flip, histogram, predictions
+from robustfast.backdoor.expose_data import crop_flip, histogram, predictions, snapshot
 from robustfast.backdoor.expose_detect import (
     CALIBRATION_LRS,
     DETECT_CUL,
@@ -35,7 +36,6 @@ from robustfast.backdoor.mmbd import mmbd
 from robustfast.backdoor.neural_cleanse import neural_cleanse
 from robustfast.backdoor.rnp import rnp
 
-CUL_LR = {"smallcnn": 1e-3, "wrn-10-1": 1e-3}  # the exposure's Adam lr; the spec's 1e-5 is ResNet-18 on CIFAR-10
 
 
 def setting(trigger: str | None, seed: int, *, cache=None, **kw) -> Setting:
@@ -138,7 +138,7 @@ def exposure_table(triggers=("badnets", "blend", "wanet"), *, seed: int = 0, siz
                    nc_per_class: int = 20, mmbd_steps: int = 300, cd_steps: int = 100, cd_rate: float = 0.1,
                    methods=METHODS, device: str = "auto", cache=None) -> list[dict]:
     """Per trigger: one backdoored model; for the original and each exposure method (spec defaults, CUL at
-    CUL_LR[arch]; a sweep's point chosen by _pick): accuracy on D, ASR, argmax h and h(t) on D (label detection),
+    CUL_LR; a sweep's point chosen by _pick): accuracy on D, ASR, argmax h and h(t) on D (label detection),
     s on the test set (the model-detection statistic), NC's anomaly index of t and whether t is flagged with the
     smallest norm, MMBD's p and class, CD-L's AUROC (β 10, as the CD release) on the test set with a share
     `cd_rate` triggered. Then RNP. Returns one row per (trigger, method)."""
@@ -157,10 +157,10 @@ def exposure_table(triggers=("badnets", "blend", "wanet"), *, seed: int = 0, siz
               flush=True)
         for method in ("none", *methods):
             if method == "none":
-                model, point, row = s.model, "", {"epoch": 0}
-                row = {**row, **_snapshot(s)}
+                model, point = s.model, ""
+                row = {"epoch": 0, **snapshot(s.model, *s.defense.tensors, 10, s.asr.tensors)}
             else:
-                opts = {"lr": CUL_LR[arch]} if method == "cul" else {}
+                opts = {"lr": CUL_LR} if method == "cul" else {}
                 exp = expose(s.model, s.defense, method, seed=seed, asr_set=s.asr, augment=crop_flip, **opts)
                 i = _pick(exp)
                 model, row = exp.models[min(i, len(exp.models) - 1)], exp.trajectory[i]
@@ -190,8 +190,3 @@ def exposure_table(triggers=("badnets", "blend", "wanet"), *, seed: int = 0, siz
     print(table(removal, list(removal[0])))
     return rows + [{"rnp": r} for r in removal]
 
-
-def _snapshot(s: Setting) -> dict:
-    pred = predictions(s.model, s.defense.tensors[0]).cpu()
-    return {"acc": (pred == s.defense.tensors[1]).double().mean().item(), "hist": histogram(pred, 10),
-            "asr": _accuracy(s.model, s.asr)}

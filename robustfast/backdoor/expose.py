@@ -128,13 +128,11 @@ def expose(model: nn.Module, clean_set, method: str = "cul", *, seed: int = 0, e
     ex, ey = (x, y) if eval_set is None else as_tensors(eval_set, "eval_set")
     asr = None if asr_set is None else as_tensors(asr_set, "asr_set")
     num_classes = num_classes_of(model, x)
-    def snap(m):
-        return snapshot(m, ex, ey, num_classes, asr)
-
-    snap.on_defense = eval_set is None
+    snap = lambda m: snapshot(m, ex, ey, num_classes, asr)  # noqa: E731
     if method in ("cul", "random-label"):
         exposed = copy.deepcopy(model)
-        trajectory = _descend(exposed, x, y, method, opts, num_classes, seed, augment, snap, progress)
+        trajectory = _descend(exposed, x, y, method, opts, num_classes, seed, augment, snap, progress,
+                              snap_on_defense=eval_set is None)
         models = [exposed]
     else:
         key = SWEEP_KEY[method]
@@ -172,13 +170,14 @@ def lr_at(opts: dict, epoch: int) -> float:
     return opts["lr"] * 0.1 ** sum(epoch >= m for m in opts["milestones"])
 
 
-def _descend(model, x, y, method, opts, num_classes, seed, augment, snap, progress) -> list[dict]:
+def _descend(model, x, y, method, opts, num_classes, seed, augment, snap, progress,
+             snap_on_defense: bool) -> list[dict]:
     """CUL (ascent on CE) or random-label fine-tuning (descent on CE with uniform labels), in train mode (BN running
     statistics update, as in the reference), with a snapshot before training and after every epoch (and an early
     stop on the defense-set accuracy when opts["stop_acc"] is set)."""
 
     def defense_acc(row: dict) -> float:
-        if snap.on_defense:  # the snapshot was taken on the defense set
+        if snap_on_defense:
             return row["acc"]
         return (predictions(model, x).cpu() == y.cpu()).double().mean().item()
 
