@@ -143,15 +143,23 @@ def bench_at(
     batches: int = typer.Option(4, help="training batches timed per implementation"),
     steps: int = typer.Option(10, help="attack steps of the training step"),
     apgd_steps: int = typer.Option(20, help="APGD steps"),
+    apgd_model: str = typer.Option("", help="a model saved by save_model (3x32x32 digits, e.g. the demo's PGD-AT "
+                                            "WRN-10-1, runs/demo/robust/model.safetensors): APGD then runs on it and "
+                                            "the first --batch-size digits test images; default an untrained WRN on "
+                                            "random images, where nearly every sample is fooled at once"),
+    apgd_eps: float = typer.Option(0.1, help="APGD's eps with --apgd-model (8/255 on the untrained WRN)"),
+    repeats: int = typer.Option(1, help="timed repeats of every row (median; interleaved for the AT step, after "
+                                        "one warm-up for APGD)"),
     note: str = typer.Option("", help="a note stored in every row (e.g. that the machine was shared)"),
     results: str = typer.Option("benchmarks/results", help="folder for <device>-at.json"),
 ):
     """Adversarial-training step throughput (train_adversarial vs the reference-style loop, PGD-AT and TRADES) and
-    batched APGD-CE / APGD-T vs torchattacks, same model and inputs."""
+    batched APGD-CE / APGD-T (with and without compaction) vs torchattacks, same model and inputs."""
     from robustfast.bench.at import run
 
     run(device=device, depths=[int(v) for v in depths.split(",")], widths=[float(v) for v in widths.split(",")],
-        batch_size=batch_size, batches=batches, steps=steps, apgd_steps=apgd_steps, note=note, results=results)
+        batch_size=batch_size, batches=batches, steps=steps, apgd_steps=apgd_steps, repeats=repeats, note=note,
+        results=results, apgd_model=apgd_model or None, apgd_eps=apgd_eps)
 @app.command("nas")
 def bench_nas(
     device: str = typer.Option("cpu", help="cpu, cuda or auto (the tree search always runs on the CPU)"),

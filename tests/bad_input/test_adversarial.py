@@ -72,6 +72,7 @@ def test_evaluate_robustness_data():
 
 
 def test_apgd_arguments():
-    for kwargs, match in (({"eps": -0.1}, "eps"), ({"steps": 0}, "steps"), ({"loss": "dlr"}, "loss")):
+    for kwargs, match in (({"eps": -0.1}, "eps"), ({"steps": 0}, "steps"), ({"loss": "dlr"}, "loss"),
+                          ({"compact_every": 0}, "compact_every"), ({"chunk": 0}, "chunk")):
         with pytest.raises(ValueError, match=match):
             APGD(model(), **kwargs)
