@@ -133,6 +133,8 @@ def bench_cd(
     from robustfast.bench.cd import run
 
     run(model=model, batch_size=batch_size, steps=steps, repeats=repeats, device=device, results=results, note=note)
+
+
 @app.command("at")
 def bench_at(
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
@@ -160,6 +162,8 @@ def bench_at(
     run(device=device, depths=[int(v) for v in depths.split(",")], widths=[float(v) for v in widths.split(",")],
         batch_size=batch_size, batches=batches, steps=steps, apgd_steps=apgd_steps, repeats=repeats, note=note,
         results=results, apgd_model=apgd_model or None, apgd_eps=apgd_eps)
+
+
 @app.command("nas")
 def bench_nas(
     device: str = typer.Option("cpu", help="cpu, cuda or auto (the tree search always runs on the CPU)"),
@@ -172,6 +176,8 @@ def bench_nas(
     from robustfast.bench.nas import run
 
     run(device=device, quick=quick, repeats=repeats, results=results)
+
+
 @app.command("dta")
 def bench_dta(
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
@@ -184,6 +190,8 @@ def bench_dta(
     from robustfast.bench.dta import run
 
     run(device=device, repeats=repeats, quick=quick, results=results)
+
+
 @app.command("ebyd")
 def bench_ebyd(
     models: int = typer.Option(4, help="backdoored SmallCNNs (different seeds) in the model-detection row"),
