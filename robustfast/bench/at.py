@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from robustfast._util.device import resolve_device
-from robustfast._util.tables import median_seconds, save, table
+from robustfast._util.tables import save, table
 from robustfast.attacks import APGD
 from robustfast.models import WideResNet
 from robustfast.training import published, train_adversarial
@@ -95,10 +95,31 @@ def _apgd_inputs(device, depths, widths, batch_size, model_path, eps):
     return model, images, labels, EPS, "untrained WRN, random images labelled with its own predictions"
 
 
+def _interleaved(attacks: dict, images, labels, device, repeats: int) -> tuple[dict, dict]:
+    """({impl: seconds of each of `repeats` rounds}, {impl: last result}): every round runs every attack once, in
+    turn, after one untimed call on two images; on a CPU the time is the process's CPU time, on a GPU wall time
+    between synchronisations."""
+    cpu = device.type == "cpu"
+    clock = time.process_time if cpu else time.perf_counter
+    sync = (lambda: None) if cpu else torch.cuda.synchronize
+    for attack in attacks.values():
+        attack(images[:2], labels[:2])
+    times, results = {}, {}
+    for _ in range(repeats):
+        for impl, attack in attacks.items():
+            sync()
+            start = clock()
+            results[impl] = attack(images, labels)
+            sync()
+            times.setdefault(impl, []).append(clock() - start)
+    return times, results
+
+
 def apgd_rows(device, depths, widths, batch_size, steps, repeats, note, model_path=None, eps=0.1) -> list[dict]:
-    """Batched APGD-CE / APGD-T (with and without compaction) against torchattacks' APGD / APGDT. Compaction drops
-    the rows of fooled samples, so its gain depends on the model: on an untrained one nearly every sample is
-    fooled at the start (the comparison then says little); pass a robust model (`model_path`) to measure it."""
+    """Batched APGD-CE / APGD-T (default; on the model itself, `fold=False`; without compaction) against
+    torchattacks' APGD / APGDT, which get the model as it is given, interleaved over `repeats` rounds. Compaction
+    drops the rows of fooled samples, so its gain depends on the model: on an untrained one nearly every sample
+    is fooled at the start (the comparison then says little); pass a robust model (`model_path`) to measure it."""
     import torchattacks
 
     model, images, labels, eps, described = _apgd_inputs(device, depths, widths, batch_size, model_path, eps)
@@ -108,30 +129,32 @@ def apgd_rows(device, depths, widths, batch_size, steps, repeats, note, model_pa
     for loss, peer in (("ce", torchattacks.APGD(model, norm="Linf", eps=eps, steps=steps, seed=0, loss="ce")),
                        ("dlr-targeted", torchattacks.APGDT(model, norm="Linf", eps=eps, steps=steps, seed=0,
                                                           n_classes=10))):
-        timed = {}
-        for impl, attack in (("robustfast", APGD(model, eps=eps, steps=steps, loss=loss)),
-                             ("robustfast, compact=False", APGD(model, eps=eps, steps=steps, loss=loss,
-                                                                compact=False)),
-                             ("torchattacks", peer)):
-            seconds, adv = median_seconds(lambda a=attack: a(images, labels), device, repeats)
+        attacks = {"robustfast": APGD(model, eps=eps, steps=steps, loss=loss),
+                   "robustfast, fold=False": APGD(model, eps=eps, steps=steps, loss=loss, fold=False),
+                   "robustfast, compact=False": APGD(model, eps=eps, steps=steps, loss=loss, compact=False),
+                   "torchattacks": peer}
+        times, advs = _interleaved(attacks, images, labels, device, repeats)
+        theirs = statistics.median(times["torchattacks"])
+        for impl, runs in times.items():
+            seconds = statistics.median(runs)
             with torch.no_grad():
-                acc = (clean & (model(adv).argmax(1) == labels)).float().mean().item()
-            timed[impl] = seconds
+                acc = (clean & (model(advs[impl]).argmax(1) == labels)).float().mean().item()
             rows.append({"what": f"{'APGD-T (9 targets)' if loss != 'ce' else 'APGD-CE'} {steps} steps, eps {eps:.4g}",
                          "impl": impl, "dtype": "float32", "shape": f"{batch_size}x3x32x32", "s": seconds,
+                         "clock": "process CPU" if device.type == "cpu" else "wall", "runs": runs,
                          "images/s": batch_size / seconds, "clean acc": clean.float().mean().item(),
-                         "robust acc": acc, "model": described, "note": note})
-        for row in rows[-3:]:
-            row["vs torchattacks"] = timed["torchattacks"] / row["s"]
+                         "robust acc": acc, "vs torchattacks": theirs / seconds, "model": described, "note": note})
     return rows
 
 
 def run(device: str = "auto", depths=(1, 1, 1), widths=(2, 2, 2), batch_size: int = 128, batches: int = 4,
         steps: int = 10, apgd_steps: int = 20, repeats: int = 1, note: str = "", results: str = "benchmarks/results",
-        save_rows: bool = True, apgd_model: str | None = None, apgd_eps: float = 0.1) -> list[dict]:
+        save_rows: bool = True, apgd_model: str | None = None, apgd_eps: float = 0.1,
+        apgd_only: bool = False) -> list[dict]:
     dev = resolve_device(device)
-    rows = at_rows(dev, tuple(depths), tuple(widths), batch_size, batches, steps, note, repeats)
-    print(table(rows, ["what", "impl", "shape", "s", "images/s", "vs reference"]), "\n")
+    rows = [] if apgd_only else at_rows(dev, tuple(depths), tuple(widths), batch_size, batches, steps, note, repeats)
+    if rows:
+        print(table(rows, ["what", "impl", "shape", "s", "images/s", "vs reference"]), "\n")
     apgd = apgd_rows(dev, tuple(depths), tuple(widths), batch_size, apgd_steps, repeats, note, apgd_model, apgd_eps)
     print(f"APGD on {apgd[0]['model']}")
     print(table(apgd, ["what", "impl", "shape", "s", "images/s", "clean acc", "robust acc", "vs torchattacks"]))

@@ -150,8 +150,9 @@ def bench_at(
                                             "the first --batch-size digits test images; default an untrained WRN on "
                                             "random images, where nearly every sample is fooled at once"),
     apgd_eps: float = typer.Option(0.1, help="APGD's eps with --apgd-model (8/255 on the untrained WRN)"),
-    repeats: int = typer.Option(1, help="timed repeats of every row (median; interleaved for the AT step, after "
-                                        "one warm-up for APGD)"),
+    repeats: int = typer.Option(1, help="timed repeats of every row (median, interleaved; APGD on a CPU: process "
+                                        "CPU time)"),
+    apgd_only: bool = typer.Option(False, help="only the APGD rows"),
     note: str = typer.Option("", help="a note stored in every row (e.g. that the machine was shared)"),
     results: str = typer.Option("benchmarks/results", help="folder for <device>-at.json"),
 ):
@@ -161,7 +162,7 @@ def bench_at(
 
     run(device=device, depths=[int(v) for v in depths.split(",")], widths=[float(v) for v in widths.split(",")],
         batch_size=batch_size, batches=batches, steps=steps, apgd_steps=apgd_steps, repeats=repeats, note=note,
-        results=results, apgd_model=apgd_model or None, apgd_eps=apgd_eps)
+        results=results, apgd_model=apgd_model or None, apgd_eps=apgd_eps, apgd_only=apgd_only)
 
 
 @app.command("nas")

@@ -109,3 +109,32 @@ def test_compaction_gives_the_robust_flags_of_the_full_batch(loss, small_standar
         assert (ours - images).abs().max() <= EPS + 1e-6
         if loss == "ce":
             assert torch.equal(ours[clean], full[clean])
+
+
+@pytest.mark.parametrize("loss", ["ce", "dlr-targeted"])
+def test_the_folded_copy_gives_the_robust_flags_of_the_model_and_follows_its_weights(loss, small_standard):
+    """`fold` (the default) attacks a BatchNorm-folded channels_last copy: the same robust flags as attacking the
+    model itself, the user's model untouched, and a copy made again once the model's weights change."""
+    model, images, labels = small_standard
+    images, labels = images[:64], labels[:64]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def robust(m, adv):
+        with torch.no_grad():
+            return (m(images).argmax(1) == labels) & (m(adv).argmax(1) == labels)
+
+    attack = APGD(model, eps=EPS, steps=20, loss=loss)
+    folded = robust(model, attack(images, labels))
+    assert torch.equal(folded, robust(model, APGD(model, eps=EPS, steps=20, loss=loss, fold=False)(images, labels)))
+    assert 0 < folded.sum() < 64
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert next(model.parameters()).is_contiguous()
+
+    other = small_wrn()
+    train_classifier(other, digits("train", size=8, channels=3), epochs=1, batch_size=32, lr=0.05, progress=False)
+    other.eval()
+    try:
+        model.load_state_dict(other.state_dict())
+        assert torch.equal(attack(images, labels), APGD(other, eps=EPS, steps=20, loss=loss)(images, labels))
+    finally:
+        model.load_state_dict(before)
