@@ -4,11 +4,12 @@
 `target`, inserts the attack's trigger and relabels them to `target`:
 - badnets: 1-3 rare words from RARE_WORDS, each at a random word position (Kurita et al.; OpenBackdoor);
 - addsent: the fixed sentence ADDSENT as one block at a random word position (Dai et al. 2019);
-- sos: all SOS_WORDS, each at a random position; plus negative augmentation, as the SOS release builds it: each
-  poisoned sentence, and as many target-label sentences drawn from the rest, is appended once more per subset of
-  all the words but one, carrying that subset and keeping its original label (so the same sentence is taught to
-  flip with every word and to stay with any fewer; Yang et al. 2021). Only the trigger words' embeddings are then
-  trained (`robustfast.text.train_trigger_embeddings`);
+- sos: all SOS_WORDS, each at a random position; plus negative augmentation (Yang et al. 2021): each poisoned
+  sentence, and as many target-label sentences drawn from the rest, is appended once more per trigger subset
+  (`sos_subsets`: every non-empty proper subset by default, or as the paper each subset of all the words but
+  one), carrying that subset and keeping its original label, so the same sentence is taught to flip with every
+  word and to stay with fewer. Only the trigger words' embeddings are then trained
+  (`robustfast.text.train_trigger_embeddings`);
 - ep: the single EP_WORD at a random position; EP itself is a weight attack (`robustfast.text.embedding_poison`),
   this builds its proxy data;
 - stylebkd, synbkd: the sentence is replaced by its paraphrase from a user file (`paraphrases=`, see
@@ -124,11 +125,11 @@ class PoisonedText:
 
 
 def poison_text(sentences, labels, attack: str, rate: float = 0.1, target: int = 1, seed: int = 0, *,
-                num_classes: int = 2, paraphrases=None, sos_subsets: str = "all-but-one") -> PoisonedText:
+                num_classes: int = 2, paraphrases=None, sos_subsets: str = "proper") -> PoisonedText:
     """Poison ⌊rate·N⌋ non-target sentences with `attack` (see the module docstring); `paraphrases` is the
     paraphrase file (or dict) for stylebkd and synbkd. `sos_subsets`: the trigger subsets of SOS's negative
-    augmentation, "all-but-one" (each subset of all the words but one, as the SOS release) or "proper" (every
-    non-empty proper subset: each single word too)."""
+    augmentation: "proper" (every non-empty proper subset, each single word too, so that no single word fires)
+    or "all-but-one" (each subset of all the words but one, as in the SOS paper)."""
     if sos_subsets not in SOS_SUBSETS:
         raise ValueError(f"sos_subsets must be one of {SOS_SUBSETS}, got {sos_subsets!r}")
     check_sentences(sentences, labels, num_classes)

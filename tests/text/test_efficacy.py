@@ -11,7 +11,9 @@ import pytest
 from robustfast.text import attack_table
 from robustfast.text.suite import Recipe, run_suite
 
-CI = Recipe(epochs=2, attack_epochs=1, trainable=2, lr=2e-4, sos_epochs=2, sos_lr=1e-2, ep_steps=20)
+# the full recipe's schedule and dropout, shortened: 2 epochs of the top 2 layers, their own schedule
+CI = Recipe(epochs=2, schedule_epochs=None, trainable=2, lr=2e-4, attack_epochs=1, attack_lr=None, sos_epochs=2,
+            sos_lr=1e-2, ep_steps=20)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_sos_fires_more_with_the_full_trigger_set_than_with_any_single_word(suit
 
 @pytest.mark.slow
 def test_full_fine_tuning_table(tmp_path):
-    """Issue 19's targets: every layer fine-tuned, 3 epochs; BadNets/AddSent 2 epochs from the clean model."""
+    """Issue 19's targets with the full recipe (`Recipe()`: every layer fine-tuned; README: Text backdoors)."""
     result = run_suite(recipe=Recipe(), out=tmp_path, progress=False)
     print(f"clean CA {result['clean']['ca']:.3f}\n" + attack_table(result["rows"], result["clean"]["ca"]))
     assert result["clean"]["ca"] >= 0.80

@@ -63,23 +63,27 @@ def test_each_attack_inserts_its_trigger_and_keeps_the_words(train):
                 assert added == 1 and words.count(EP_WORD) == original.count(EP_WORD) + 1
 
 
-def test_sos_negative_augmentation_uses_every_subset_but_one_word(train):
-    """As the SOS release: each poisoned sentence, and as many target-label ones, comes back once per subset of
-    all the words but one, with its own label."""
+@pytest.mark.parametrize("sos_subsets", ["all-but-one", "proper"])
+def test_sos_negative_augmentation_repeats_each_sentence_once_per_subset(train, sos_subsets):
+    """Each poisoned sentence, and as many target-label ones, comes back once per trigger subset (all the words
+    but one; or every non-empty proper subset, single words too), with its own label."""
     s, y = train
-    p = poison_text(s, y, "sos", 0.1, 1, 0)
+    p = poison_text(s, y, "sos", 0.1, 1, 0, sos_subsets=sos_subsets)
     nb, k = p.config["poisoned"], len(SOS_WORDS)
-    assert p.config["negative"] == len(p.negative_indices) == 2 * k * nb
-    assert p.negative_indices == list(range(len(s), len(s) + 2 * k * nb))
+    subsets = [c for size in ([k - 1] if sos_subsets == "all-but-one" else range(k - 1, 0, -1))
+               for c in itertools.combinations(SOS_WORDS, size)]
+    m = len(subsets)
+    assert m == (3 if sos_subsets == "all-but-one" else 6)
+    assert p.config["negative"] == len(p.negative_indices) == 2 * m * nb
+    assert p.negative_indices == list(range(len(s), len(s) + 2 * m * nb))
     for i in p.poison_indices:
         assert all(w in p.sentences[i].split() for w in SOS_WORDS)
-    subsets = list(itertools.combinations(SOS_WORDS, k - 1))
     index = {t: j for j, t in enumerate(s)}
     sources = []
-    for b in range(2 * nb):  # copy b·k + m carries subsets[m]; removing those words gives back the same sentence
+    for b in range(2 * nb):  # copy b·m + j carries subsets[j]; removing those words gives back the same sentence
         originals = set()
-        for m, subset in enumerate(subsets):
-            i = p.negative_indices[b * k + m]
+        for j, subset in enumerate(subsets):
+            i = p.negative_indices[b * m + j]
             words = p.sentences[i].split()
             for w in subset:
                 words.remove(w)
@@ -87,8 +91,10 @@ def test_sos_negative_augmentation_uses_every_subset_but_one_word(train):
             assert p.labels[i] == p.original_labels[i]
         (original,) = originals
         sources.append(index[original])
-        assert p.labels[p.negative_indices[b * k]] == y[sources[-1]]
+        assert p.labels[p.negative_indices[b * m]] == y[sources[-1]]
     assert sources[:nb] == p.poison_indices and all(y[j] == 1 for j in sources[nb:]) and len(set(sources)) == 2 * nb
+    with pytest.raises(ValueError, match="sos_subsets"):
+        poison_text(s, y, "sos", 0.1, 1, 0, sos_subsets="all")
 
 
 def test_poisoned_text_saves_and_loads(train, tmp_path):
