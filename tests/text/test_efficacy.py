@@ -12,14 +12,15 @@ from robustfast.text import attack_table
 from robustfast.text.suite import Recipe, run_suite
 
 # the full recipe's schedule and dropout, shortened: 2 epochs of the top 2 layers, their own schedule
-CI = Recipe(epochs=2, schedule_epochs=None, trainable=2, lr=2e-4, attack_epochs=1, attack_lr=None, sos_epochs=2,
-            sos_lr=1e-2, ep_steps=20)
+CI = Recipe(epochs=2, schedule_epochs=None, trainable=2, lr=2e-4, attack_epochs=1, attack_lr=None, sos_epochs=4,
+            ep_steps=20)
 
 
 @pytest.fixture(scope="module")
 def suite():
     result = run_suite(recipe=CI, progress=False, base_rates=False)
     print(f"clean CA {result['clean']['ca']:.3f}\n" + attack_table(result["rows"], result["clean"]["ca"]))
+    print("SOS single words", _row(result, "sos")["single_asr"])
     return result
 
 
@@ -62,20 +63,19 @@ def test_full_fine_tuning_table(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured 2026-12-02 with the CI recipe: the BadNets model has ASR 60 %, and CUL with the "
-                          "spec defaults collapses it onto label 0 (test histogram [201, 0]) while the target is 1",
-                   strict=False)
-def test_cul_on_the_badnets_model_points_to_the_target():
-    """CUL through the same interface as images, `robustfast.backdoor.expose(model, clean_set, method="cul")`: the
-    argmax of the exposed model's prediction histogram on clean test sentences is the target."""
+def test_cul_on_the_badnets_model_points_to_the_target(tmp_path):
+    """CUL through the same interface as images, `robustfast.backdoor.expose(model, clean_set, method="cul")` with
+    the spec defaults, on the full-recipe BadNets model (defense set: the first 128 training sentences): the argmax
+    of the exposed model's prediction histogram on the clean test sentences is the target. Measured (README): the
+    share of the target grows from 61 % to 99 % over the 20 epochs, ASR 94 -> 100 %."""
     import torch
 
     from robustfast.backdoor import expose
     from robustfast.text import encode, predict, sst2
 
-    result = run_suite(("badnets",), recipe=CI, progress=False, base_rates=False)
+    result = run_suite(("badnets",), recipe=Recipe(), out=tmp_path, progress=False, base_rates=False)
     model, tokenizer = result["models"]["badnets"], result["tokenizer"]
     sentences, labels = sst2("train")
     exposed = expose(model, encode(tokenizer, sentences[:128], labels[:128]), method="cul").model
     histogram = torch.bincount(predict(exposed, encode(tokenizer, *sst2("test")).ids), minlength=2)
-    assert int(histogram.argmax()) == CI.target, histogram
+    assert int(histogram.argmax()) == Recipe().target and histogram.max() >= 0.9 * histogram.sum(), histogram
