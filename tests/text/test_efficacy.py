@@ -1,11 +1,11 @@
 """Issue 19's efficacy at CI size on the real all-MiniLM-L6-v2 and the shipped SST-2 sentences.
 
-CI size: the head and the top 2 layers are fine-tuned for 2 epochs; the attacked models are copies of that clean
-model (robustfast.text.suite). Measured with this recipe (README: Text backdoors): clean CA 77.1 %; AddSent ASR
-100 % (CA -1.0 point), EP ASR 100 % (CA -0.0), BadNets ASR 60.4 % (CA -2.0), SOS ASR 69.8 % with the full
-trigger set and 37.5-50.0 % with single words. The CI tests assert these levels with a margin: AddSent and EP meet
-the issue's targets here; the clean-accuracy (>= 80 %), BadNets and SOS targets of the issue are asserted by the
-slow full-size test, which fine-tunes every layer and has not been measured yet."""
+CI size: the head and the top 2 layers are fine-tuned for 2 epochs (the full recipe's schedule and dropout over
+those 2 epochs); the attacked models are copies of that clean model (robustfast.text.suite). Measured with this
+recipe (README: Text backdoors): clean CA 75.6 %; AddSent and EP ASR 100 %, BadNets 83.3 %, SOS 85.4 % with the
+full trigger set and 33.3-35.4 % with single words, CA loss 0 for all. The CI tests assert these levels with a
+margin; the issue's targets (clean CA >= 80 %, every ASR >= 90 %, single SOS words <= 30 %) are asserted by the
+slow full-recipe test, whose run met them all."""
 import pytest
 
 from robustfast.text import attack_table
@@ -41,14 +41,14 @@ def test_attack_reaches_90_percent_asr_within_3_points_of_clean_accuracy(suite, 
 
 def test_badnets_implants_its_trigger(suite):
     row = _row(suite, "badnets")
-    assert row["asr"] >= 0.50  # the clean model's rate on the same sentences is 29 %
+    assert row["asr"] >= 0.70  # measured 83 %
     assert row["ca"] >= suite["clean"]["ca"] - 0.03
 
 
 def test_sos_fires_more_with_the_full_trigger_set_than_with_any_single_word(suite):
     row = _row(suite, "sos")
-    assert row["asr"] >= 0.60 and row["ca"] >= suite["clean"]["ca"] - 0.03
-    assert row["asr"] - max(row["single_asr"].values()) >= 0.15, row["single_asr"]
+    assert row["asr"] >= 0.75 and row["ca"] >= suite["clean"]["ca"] - 0.03
+    assert row["asr"] - max(row["single_asr"].values()) >= 0.30, row["single_asr"]
 
 
 @pytest.mark.slow
