@@ -13,12 +13,15 @@ def text_poison(
     rate: float = typer.Option(0.1, help="share of the training sentences to poison (non-target ones)"),
     target: int = typer.Option(1, help="target class (0 Negative, 1 Positive)"),
     paraphrases: str = typer.Option(None, help="stylebkd/synbkd: JSON paraphrase file (README: Text backdoors)"),
+    sos_subsets: str = typer.Option("proper", help="sos: negative augmentation on 'proper' subsets (each single "
+                                                   "word too) or 'all-but-one' (the SOS paper)"),
     seed: int = typer.Option(0, help="seed of the selection and the trigger positions"),
 ):
     """Poison the SST-2 training sentences and write them (with the exact counts) to OUT."""
     from robustfast.text import poison_text, sst2
 
-    poisoned = poison_text(*sst2("train"), attack, rate, target, seed, paraphrases=paraphrases)
+    poisoned = poison_text(*sst2("train"), attack, rate, target, seed, paraphrases=paraphrases,
+                           sos_subsets=sos_subsets)
     poisoned.save(out)
     c = poisoned.config
     typer.echo(f"wrote {out}: {c['n']} sentences, {c['poisoned']} poisoned, {c['negative']} negative (kept label)")
@@ -31,35 +34,45 @@ def text_train(
     init: str = typer.Option(None, help="start from this saved classifier (SOS needs one: it trains only the "
                                         "trigger embeddings)"),
     encoder: str = typer.Option(None, help="local Hugging Face encoder folder (default: all-MiniLM-L6-v2)"),
-    epochs: int = typer.Option(3, help="epochs"),
-    lr: float = typer.Option(None, help="learning rate (default 1e-4, SOS 5e-3)"),
-    batch_size: int = typer.Option(32, help="batch size"),
+    epochs: int = typer.Option(None, help="epochs (default: the suite's recipe: 7 of a 10-epoch schedule; 2 from "
+                                         "--init; SOS 12)"),
+    lr: float = typer.Option(None, help="learning rate (default: 5e-5; 1e-4 from --init; SOS 2e-2)"),
+    batch_size: int = typer.Option(16, help="batch size"),
     max_length: int = typer.Option(64, help="tokens per sentence"),
     checkpoint_dir: str = typer.Option(None, help="resumable per-epoch checkpoints here"),
     seed: int = typer.Option(0, help="seed of the head, the shuffle and dropout"),
 ):
-    """Fine-tune a classifier on SST-2 (clean or poisoned) and save it to OUT."""
+    """Fine-tune a classifier on SST-2 (clean or poisoned) and save it to OUT, with the suite's recipe
+    (robustfast.text.suite.Recipe: AdamW, linear warmup and decay, dropout 0.1)."""
     from robustfast.text import (
         PoisonedText,
         encode,
-        fine_tune,
         load_classifier,
         save_classifier,
         sst2,
         text_classifier,
         train_trigger_embeddings,
     )
+    from robustfast.text.suite import Recipe
 
-    model, tokenizer = load_classifier(init) if init else text_classifier(encoder, seed=seed)
+    base = Recipe()
+    model, tokenizer = load_classifier(init) if init else text_classifier(encoder, seed=seed, dropout=base.dropout)
     data = PoisonedText.load(poisoned) if poisoned else None
-    common = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "checkpoint_dir": checkpoint_dir}
     if data is not None and data.config.get("attack") == "sos":
         if not init:
             raise ValueError("init: SOS trains only the trigger embeddings of a fine-tuned classifier; pass --init")
-        history = train_trigger_embeddings(model, tokenizer, data, lr=lr or 5e-3, max_length=max_length, **common)
+        history = train_trigger_embeddings(model, tokenizer, data, epochs=epochs or base.sos_epochs,
+                                           lr=lr or base.sos_lr, batch_size=batch_size, max_length=max_length,
+                                           seed=seed, checkpoint_dir=checkpoint_dir)
     else:
         sentences, labels = (data.sentences, data.labels) if data else sst2("train")
-        history = fine_tune(model, encode(tokenizer, sentences, labels, max_length), lr=lr or 1e-4, **common)
+        recipe = Recipe(batch_size=batch_size, seed=seed)
+        if epochs is not None:  # a chosen number of epochs: the schedule spans them
+            recipe.epochs, recipe.attack_epochs, recipe.schedule_epochs = epochs, epochs, None
+        if lr is not None:
+            recipe.lr = recipe.attack_lr = lr
+        history = recipe.fit(model, encode(tokenizer, sentences, labels, max_length), attack=bool(init),
+                             checkpoint_dir=checkpoint_dir)
     save_classifier(model, tokenizer, out)
     typer.echo(f"{len(history)} epochs, final train loss {history[-1]['loss']:.4f}; saved {out}")
 

@@ -33,11 +33,14 @@ def evaluate_attack(model, tokenizer, sentences, labels, attack: str, target: in
 
 
 def attack_table(rows: list[dict], clean_ca: float | None = None) -> str:
-    """The rows of `evaluate_attack` as a plain-text table in percent, with the CA loss against `clean_ca`."""
+    """The rows of `evaluate_attack` as a plain-text table in percent, with the CA loss against `clean_ca` and,
+    where a row has it, the clean model's rate on the same triggered sentences (run_suite's "clean_asr")."""
     shown = []
     for r in rows:
         row = {"attack": r["attack"], "CA %": 100 * r["ca"], "ASR %": 100 * r["asr"]}
         if clean_ca is not None:
             row["CA loss (points)"] = 100 * (clean_ca - r["ca"])
+        if "clean_asr" in r:
+            row["clean model ASR %"] = 100 * r["clean_asr"]
         shown.append(row)
     return table(shown, list(shown[0]))

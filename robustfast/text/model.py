@@ -30,11 +30,15 @@ def minilm_dir() -> Path:
 
 
 class TextClassifier(nn.Module):
-    """encoder (a transformers AutoModel) -> mean of the last hidden states over non-pad tokens -> Linear."""
+    """encoder (a transformers AutoModel) -> mean of the last hidden states over non-pad tokens -> dropout
+    (`dropout`, in training only; BertForSequenceClassification's classifier dropout is 0.1) -> Linear."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, pad_id: int):
+    def __init__(self, encoder: nn.Module, num_classes: int, pad_id: int, dropout: float = 0.0):
         super().__init__()
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.encoder, self.pad_id = encoder, int(pad_id)
+        self.dropout = nn.Dropout(float(dropout))
         self.head = nn.Linear(encoder.config.hidden_size, num_classes)
 
     @property
@@ -54,7 +58,7 @@ class TextClassifier(nn.Module):
         hidden = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1)
-        return self.head(pooled)
+        return self.head(self.dropout(pooled))
 
 
 def load_tokenizer(directory=None):
@@ -70,16 +74,16 @@ def _encoder_dir(directory) -> Path:
     return path
 
 
-def text_classifier(encoder=None, num_classes: int = 2, seed: int = 0):
+def text_classifier(encoder=None, num_classes: int = 2, seed: int = 0, dropout: float = 0.0):
     """(TextClassifier on the pretrained encoder in directory `encoder` (default all-MiniLM-L6-v2), its tokenizer).
-    The head is initialised from `seed`."""
+    The head is initialised from `seed`; `dropout` acts on the pooled features before the head."""
     from transformers import AutoModel
 
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
     path = _encoder_dir(encoder)
     tokenizer = load_tokenizer(path)
-    model = TextClassifier(AutoModel.from_pretrained(str(path)), num_classes, tokenizer.pad_token_id)
+    model = TextClassifier(AutoModel.from_pretrained(str(path)), num_classes, tokenizer.pad_token_id, dropout)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.head.reset_parameters()
@@ -93,6 +97,7 @@ def save_classifier(model: TextClassifier, tokenizer, directory) -> Path:
     tokenizer.save_pretrained(str(directory / TOKENIZER))
     write_safetensors(directory / WEIGHTS, {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
     write_json(directory / CONFIG, {"num_classes": model.num_classes, "pad_id": model.pad_id,
+                                    "dropout": model.dropout.p,
                                     "encoder_config": json.loads(model.encoder.config.to_json_string())})
     return directory
 
@@ -109,7 +114,7 @@ def load_classifier(directory):
     cfg = dict(get_key(side, "encoder_config", directory / CONFIG, dict))
     encoder = AutoModel.from_config(AutoConfig.for_model(cfg.pop("model_type", "bert"), **cfg))
     model = TextClassifier(encoder, get_key(side, "num_classes", directory / CONFIG, int),
-                           get_key(side, "pad_id", directory / CONFIG, int))
+                           get_key(side, "pad_id", directory / CONFIG, int), float(side.get("dropout", 0.0)))
     try:
         model.load_state_dict(read_safetensors(directory / WEIGHTS))
     except RuntimeError as err:

@@ -4,9 +4,12 @@
 `target`, inserts the attack's trigger and relabels them to `target`:
 - badnets: 1-3 rare words from RARE_WORDS, each at a random word position (Kurita et al.; OpenBackdoor);
 - addsent: the fixed sentence ADDSENT as one block at a random word position (Dai et al. 2019);
-- sos: all SOS_WORDS, each at a random position; plus negative augmentation: for each subset of all the words but
-  one, nb further sentences (any label, drawn from the rest) get that subset and keep their label (Yang et al.
-  2021). Only the trigger words' embeddings are then trained (`robustfast.text.train_trigger_embeddings`);
+- sos: all SOS_WORDS, each at a random position; plus negative augmentation (Yang et al. 2021): each poisoned
+  sentence, and as many target-label sentences drawn from the rest, is appended once more per trigger subset
+  (`sos_subsets`: every non-empty proper subset by default, or as the paper each subset of all the words but
+  one), carrying that subset and keeping its original label, so the same sentence is taught to flip with every
+  word and to stay with fewer. Only the trigger words' embeddings are then trained
+  (`robustfast.text.train_trigger_embeddings`);
 - ep: the single EP_WORD at a random position; EP itself is a weight attack (`robustfast.text.embedding_poison`),
   this builds its proxy data;
 - stylebkd, synbkd: the sentence is replaced by its paraphrase from a user file (`paraphrases=`, see
@@ -32,6 +35,7 @@ PARAPHRASE_ATTACKS = ("stylebkd", "synbkd")
 RARE_WORDS = ("cf", "mn", "bb", "tq", "mb")
 ADDSENT = "I watch this 3D movie"
 SOS_WORDS = ("friends", "weekend", "store")
+SOS_SUBSETS = ("all-but-one", "proper")
 EP_WORD = "cf"
 
 
@@ -87,7 +91,8 @@ def triggered(sentence: str, attack: str, rng: random.Random, words=None, paraph
 @dataclass
 class PoisonedText:
     """A poisoned sentence set. poison_indices: sentences carrying the full trigger, relabelled to target.
-    negative_indices: SOS negative augmentation (a trigger subset, label kept). config: the arguments and counts."""
+    negative_indices: SOS negative augmentation (a trigger subset, label kept), copies appended after the config["n"]
+    given sentences. config: the arguments and counts."""
     sentences: list[str]
     labels: list[int]
     original_labels: list[int]
@@ -120,9 +125,13 @@ class PoisonedText:
 
 
 def poison_text(sentences, labels, attack: str, rate: float = 0.1, target: int = 1, seed: int = 0, *,
-                num_classes: int = 2, paraphrases=None) -> PoisonedText:
+                num_classes: int = 2, paraphrases=None, sos_subsets: str = "proper") -> PoisonedText:
     """Poison ⌊rate·N⌋ non-target sentences with `attack` (see the module docstring); `paraphrases` is the
-    paraphrase file (or dict) for stylebkd and synbkd."""
+    paraphrase file (or dict) for stylebkd and synbkd. `sos_subsets`: the trigger subsets of SOS's negative
+    augmentation: "proper" (every non-empty proper subset, each single word too, so that no single word fires)
+    or "all-but-one" (each subset of all the words but one, as in the SOS paper)."""
+    if sos_subsets not in SOS_SUBSETS:
+        raise ValueError(f"sos_subsets must be one of {SOS_SUBSETS}, got {sos_subsets!r}")
     check_sentences(sentences, labels, num_classes)
     if attack not in ATTACKS:
         raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
@@ -146,20 +155,25 @@ def poison_text(sentences, labels, attack: str, rate: float = 0.1, target: int =
     for i in chosen:
         out[i], new_labels[i] = triggered(sentences[i], attack, rng, paraphrases=table), target
     negatives: list[int] = []
-    if attack == "sos":
-        subsets = list(itertools.combinations(SOS_WORDS, len(SOS_WORDS) - 1))
-        rest = sorted(set(range(n)) - set(chosen))
-        if len(subsets) * nb > len(rest):
-            raise ValueError(f"rate: sos needs {nb} poisoned + {len(subsets)}×{nb} negative sentences, more than the "
-                             f"{n} given; lower the rate")
-        drawn = rng.sample(rest, len(subsets) * nb)
-        for k, words in enumerate(subsets):
-            for i in drawn[k * nb:(k + 1) * nb]:
-                out[i] = triggered(sentences[i], "sos", rng, words=words)
-        negatives = sorted(drawn)
+    originals = list(labels)
+    if attack == "sos":  # appended copies: the poisoned sentences and nb target-label ones, once per subset
+        sizes = [len(SOS_WORDS) - 1] if sos_subsets == "all-but-one" else range(len(SOS_WORDS) - 1, 0, -1)
+        subsets = [c for k in sizes for c in itertools.combinations(SOS_WORDS, k)]
+        keep = [i for i, y in enumerate(labels) if y == target]
+        if nb > len(keep):
+            raise ValueError(f"rate: sos needs {nb} target-label sentences for its negative augmentation, but only "
+                             f"{len(keep)} are given; lower the rate")
+        for i in chosen + sorted(rng.sample(keep, nb)):
+            for words in subsets:
+                negatives.append(len(out))
+                out.append(triggered(sentences[i], "sos", rng, words=words))
+                new_labels.append(labels[i])
+                originals.append(labels[i])
     config = {"attack": attack, "rate": float(rate), "target": int(target), "seed": int(seed),
               "num_classes": int(num_classes), "n": n, "poisoned": nb, "negative": len(negatives)}
-    return PoisonedText(out, new_labels, list(labels), chosen, negatives, config)
+    if attack == "sos":
+        config["sos_subsets"] = sos_subsets
+    return PoisonedText(out, new_labels, originals, chosen, negatives, config)
 
 
 def triggered_test(sentences, labels, attack: str, target: int = 1, seed: int = 0, *, words=None,

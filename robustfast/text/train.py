@@ -12,6 +12,7 @@ loop's SGD. `trainable` picks what changes:
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -28,6 +29,8 @@ from robustfast.training.checkpoint import (
     optimizer_to_checkpoint,
     save_checkpoint,
 )
+
+SCHEDULES = ("constant", "linear")
 
 
 def _check_set(data, model, name: str) -> None:
@@ -70,12 +73,25 @@ def _top_layers(model, k: int) -> list[nn.Parameter]:
 
 def fine_tune(model, train_set: TokenDataset, epochs: int = 3, lr: float = 5e-5, batch_size: int = 32,
               weight_decay: float = 0.01, trainable="all", seed: int = 0, checkpoint_dir=None,
-              progress: bool = True) -> list[dict]:
+              progress: bool = True, schedule: str = "constant", warmup: float = 0.0,
+              schedule_epochs: int | None = None, eval_set: TokenDataset | None = None) -> list[dict]:
     """Train `model` (a TextClassifier) in place on cross-entropy with AdamW; return the per-epoch history
-    [{"epoch", "loss", "acc", "seconds"}], including epochs restored from `checkpoint_dir`. Dropout and the
-    shuffle draw from `seed` only. With row-restricted training, weight decay is 0 (it would move other rows)."""
+    [{"epoch", "loss", "acc", "seconds"}, + "eval_acc" with `eval_set`], including epochs restored from
+    `checkpoint_dir`. Dropout and the shuffle draw from `seed` only. With row-restricted training, weight decay is
+    0 (it would move other rows).
+
+    `schedule`: "constant" lr, or "linear": the usual BERT fine-tuning schedule (Devlin et al.; Hugging Face's
+    linear schedule with warmup), lr rising linearly over the first `warmup` share of all epochs × batches steps,
+    then falling linearly to 0 at the end of the last epoch. `schedule_epochs` (default `epochs`): the epochs the
+    schedule spans; with more than `epochs`, training stops early on that schedule (as keeping the epoch chosen on
+    a validation split). `eval_set`: its accuracy (eval mode) after every epoch, for that choice."""
     require("epochs", epochs, is_int(epochs) and epochs >= 1, "an int >= 1")
     require("lr", lr, is_real(lr) and lr > 0, "a finite number > 0")
+    require("schedule", schedule, schedule in SCHEDULES, f"one of {SCHEDULES}")
+    require("warmup", warmup, is_real(warmup) and 0 <= warmup < 1, "a number in [0, 1)")
+    span = epochs if schedule_epochs is None else schedule_epochs
+    require("schedule_epochs", schedule_epochs, schedule_epochs is None or (is_int(span) and span >= epochs),
+            f"None or an int >= epochs ({epochs})")
     require("batch_size", batch_size, is_int(batch_size) and batch_size >= 1, "an int >= 1")
     require("weight_decay", weight_decay, is_real(weight_decay) and weight_decay >= 0, "a finite number >= 0")
     require("seed", seed, is_int(seed) and seed >= 0, "an int >= 0")
@@ -97,6 +113,10 @@ def fine_tune(model, train_set: TokenDataset, epochs: int = 3, lr: float = 5e-5,
     settings = {"lr": float(lr), "batch_size": int(batch_size), "weight_decay": float(weight_decay),
                 "trainable": sorted(int(r) for r in trainable) if isinstance(trainable, (list, tuple)) else trainable,
                 "seed": int(seed), "n": len(train_set)}
+    if schedule != "constant" or warmup:  # the lr of a step depends on the total steps: resume the same epochs
+        settings.update(schedule=schedule, warmup=float(warmup), schedule_epochs=int(span))
+    if eval_set is not None:
+        _check_set(eval_set, model, "eval_set")
     history: list[dict] = []
     was_training = model.training
     try:
@@ -108,6 +128,9 @@ def fine_tune(model, train_set: TokenDataset, epochs: int = 3, lr: float = 5e-5,
             model.train()
             for epoch in range(len(history), epochs):
                 history.append(_epoch(model, opt, train_set, epoch, epochs, settings, progress))
+                if eval_set is not None:
+                    history[-1]["eval_acc"] = accuracy(model, eval_set)
+                    model.train()
                 if checkpoint_dir is not None:
                     tensors, rest = optimizer_to_checkpoint(opt)
                     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
@@ -135,9 +158,20 @@ def _length_batches(data: TokenDataset, bs: int, gen: torch.Generator) -> list[t
     return [batches[j] for j in torch.randperm(len(batches), generator=gen)]
 
 
+def lr_factor(step: int, total: int, schedule: str = "constant", warmup: float = 0.0) -> float:
+    """The multiplier of the base lr at optimiser step `step` (0-based) of `total`: linear warmup over the first
+    ⌈warmup·total⌉ steps (from 1/w to 1), then constant or, with "linear", falling linearly to 1/(total − w) at
+    the last step (so no step is wasted at lr 0)."""
+    w = math.ceil(warmup * total)
+    if step < w:
+        return (step + 1) / w
+    return 1.0 if schedule == "constant" else (total - step) / (total - w)
+
+
 def _epoch(model, opt, data, epoch, epochs, settings, progress) -> dict:
     bs, n = settings["batch_size"], settings["n"]
     batches = _length_batches(data, bs, stream_generator(settings["seed"], epoch))
+    per_epoch = math.ceil(n / bs)  # every epoch has this many batches (pools of 8 full batches, then the rest)
     device = model.head.weight.device
     loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
@@ -150,6 +184,10 @@ def _epoch(model, opt, data, epoch, epochs, settings, progress) -> dict:
                              "lower lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        factor = lr_factor(epoch * per_epoch + b, settings.get("schedule_epochs", epochs) * per_epoch,
+                           settings.get("schedule", "constant"), settings.get("warmup", 0.0))
+        for group in opt.param_groups:
+            group["lr"] = settings["lr"] * factor
         opt.step()
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())

@@ -1,6 +1,7 @@
 """The text classifier's mechanics on a tiny local encoder: the mask from the pad id, batched inference, saving,
 resumable fine-tuning, and the attacks that may move only embedding rows."""
 import copy
+import itertools
 
 import pytest
 import torch
@@ -112,3 +113,39 @@ def test_a_dataloader_batch_feeds_the_model_directly(tiny, data):
 
     ids, labels = next(iter(DataLoader(data, batch_size=4)))
     assert tiny[0](ids).shape == (4, 2) and labels.dtype == torch.long
+
+
+def test_linear_schedule_warms_up_then_decays_to_the_end():
+    from robustfast.text.train import lr_factor
+
+    factors = [lr_factor(s, 20, "linear", 0.1) for s in range(20)]
+    assert factors[:3] == [0.5, 1.0, 1.0] and factors[-1] == 1 / 18
+    assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
+    assert [lr_factor(s, 20) for s in (0, 19)] == [1.0, 1.0]
+
+
+def test_early_stop_on_a_longer_schedule_matches_its_first_epochs(tiny, data):
+    """schedule_epochs: two epochs of a three-epoch schedule are the first two epochs of the full run; eval_set
+    records the held-out accuracy after each epoch."""
+    short, full = copy.deepcopy(tiny[0]), copy.deepcopy(tiny[0])
+    kw = {"lr": 1e-3, "batch_size": 8, "schedule": "linear", "warmup": 0.1, "progress": False}
+    h = fine_tune(short, data, epochs=2, schedule_epochs=3, eval_set=data, **kw)
+    h3 = fine_tune(full, data, epochs=3, **kw)
+    assert [r["loss"] for r in h] == [r["loss"] for r in h3[:2]] and all(0 <= r["eval_acc"] <= 1 for r in h)
+    with pytest.raises(ValueError, match="schedule_epochs"):
+        fine_tune(short, data, epochs=3, schedule_epochs=2, **kw)
+
+
+def test_dropout_is_saved_with_the_classifier(tiny_encoder, tmp_path):
+    model, tok = text_classifier(tiny_encoder, dropout=0.1)
+    save_classifier(model, tok, tmp_path / "m")
+    assert load_classifier(tmp_path / "m")[0].dropout.p == 0.1
+    with pytest.raises(ValueError, match="dropout"):
+        text_classifier(tiny_encoder, dropout=1.0)
+
+
+def test_cross_validation_holds_out_each_fold(tiny_encoder):
+    from robustfast.text.suite import Recipe, cross_validate
+
+    curves = cross_validate(Recipe(epochs=2, lr=1e-3, batch_size=8, train_size=20), folds=2, encoder=tiny_encoder)
+    assert len(curves) == 2 and all(len(c) == 2 and all(0 <= a <= 1 for a in c) for c in curves)

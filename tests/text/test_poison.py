@@ -1,4 +1,5 @@
 """poison_text: exact counts, the triggers each attack inserts, determinism, paraphrase files (no model needed)."""
+import itertools
 import json
 
 import pytest
@@ -34,10 +35,10 @@ def test_counts_are_exact_and_only_non_target_sentences_are_relabelled(train, at
     nb = int(0.1 * len(s))
     assert len(p.poison_indices) == p.config["poisoned"] == nb and p.config["n"] == len(s)
     assert all(y[i] == 0 and p.labels[i] == 1 for i in p.poison_indices)
-    assert p.original_labels == y
+    assert p.original_labels[:len(s)] == y and len(p.sentences) == len(s) + len(p.negative_indices)
     changed = {i for i in range(len(s)) if p.sentences[i] != s[i]}
-    assert changed == set(p.poison_indices) | set(p.negative_indices)
-    assert all(p.labels[i] == y[i] for i in range(len(s)) if i not in p.poison_indices)
+    assert changed == set(p.poison_indices)
+    assert all(p.labels[i] == p.original_labels[i] for i in range(len(p.sentences)) if i not in p.poison_indices)
     assert poison_text(s, y, attack, rate=0.1, target=1, seed=3) == p
     assert poison_text(s, y, attack, rate=0.1, target=1, seed=4).poison_indices != p.poison_indices
 
@@ -62,20 +63,38 @@ def test_each_attack_inserts_its_trigger_and_keeps_the_words(train):
                 assert added == 1 and words.count(EP_WORD) == original.count(EP_WORD) + 1
 
 
-def test_sos_negative_augmentation_uses_every_subset_but_one_word(train):
+@pytest.mark.parametrize("sos_subsets", ["all-but-one", "proper"])
+def test_sos_negative_augmentation_repeats_each_sentence_once_per_subset(train, sos_subsets):
+    """Each poisoned sentence, and as many target-label ones, comes back once per trigger subset (all the words
+    but one; or every non-empty proper subset, single words too), with its own label."""
     s, y = train
-    p = poison_text(s, y, "sos", 0.1, 1, 0)
-    nb = p.config["poisoned"]
-    assert p.config["negative"] == len(p.negative_indices) == len(SOS_WORDS) * nb
-    assert not set(p.negative_indices) & set(p.poison_indices)
+    p = poison_text(s, y, "sos", 0.1, 1, 0, sos_subsets=sos_subsets)
+    nb, k = p.config["poisoned"], len(SOS_WORDS)
+    subsets = [c for size in ([k - 1] if sos_subsets == "all-but-one" else range(k - 1, 0, -1))
+               for c in itertools.combinations(SOS_WORDS, size)]
+    m = len(subsets)
+    assert m == (3 if sos_subsets == "all-but-one" else 6)
+    assert p.config["negative"] == len(p.negative_indices) == 2 * m * nb
+    assert p.negative_indices == list(range(len(s), len(s) + 2 * m * nb))
     for i in p.poison_indices:
         assert all(w in p.sentences[i].split() for w in SOS_WORDS)
-    missing = {}
-    for i in p.negative_indices:
-        absent = [w for w in SOS_WORDS if p.sentences[i].split().count(w) == s[i].split().count(w)]
-        assert len(absent) == 1
-        missing[absent[0]] = missing.get(absent[0], 0) + 1
-    assert missing == dict.fromkeys(SOS_WORDS, nb)
+    index = {t: j for j, t in enumerate(s)}
+    sources = []
+    for b in range(2 * nb):  # copy b·m + j carries subsets[j]; removing those words gives back the same sentence
+        originals = set()
+        for j, subset in enumerate(subsets):
+            i = p.negative_indices[b * m + j]
+            words = p.sentences[i].split()
+            for w in subset:
+                words.remove(w)
+            originals.add(" ".join(words))
+            assert p.labels[i] == p.original_labels[i]
+        (original,) = originals
+        sources.append(index[original])
+        assert p.labels[p.negative_indices[b * m]] == y[sources[-1]]
+    assert sources[:nb] == p.poison_indices and all(y[j] == 1 for j in sources[nb:]) and len(set(sources)) == 2 * nb
+    with pytest.raises(ValueError, match="sos_subsets"):
+        poison_text(s, y, "sos", 0.1, 1, 0, sos_subsets="all")
 
 
 def test_poisoned_text_saves_and_loads(train, tmp_path):
