@@ -13,15 +13,13 @@ target alone, then the others all at once on the samples it left robust; without
 """
 from __future__ import annotations
 
-import copy
-import warnings
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from torch.fx.experimental.optimization import fuse
 
 from robustfast.attacks.base import Attack, check_number
+from robustfast.models.fold import frozen_eval_copy
 
 LOSSES = ("ce", "dlr-targeted")
 RHO = 0.75
@@ -66,9 +64,9 @@ class APGD(Attack):
     start it has without compaction, so the robust flags stay those of `compact=False`.
 
     `fold` (default): the attack runs on a copy of the eval-mode model with every BatchNorm that follows a
-    convolution folded into it (torch.fx), in channels_last (`attack_copy`): the same function, rounded
-    differently, and on a CPU a forward and input-backward pass costs less per row. The copy is made again
-    when a parameter or buffer of the model has changed since the last call. The user's model is not touched.
+    convolution folded into it (torch.fx), in channels_last (`models.fold.frozen_eval_copy`): the same function,
+    rounded differently, and on a CPU a forward and input-backward pass costs less per row. The copy is made
+    again when a parameter or buffer of the model has changed since the last call. The user's model is not touched.
 
     `chunk`: on a CPU the forward and backward run on at most this many rows at a time (a row's gradient does
     not depend on the chunk): APGD-T's batch is 9 rows per sample, and a single CPU pass over many rows of a
@@ -110,7 +108,7 @@ class APGD(Attack):
             return
         key = [(id(t), t._version) for t in self.model.state_dict(keep_vars=True).values()]
         if key != self._net_key:
-            self._net, self._net_key = attack_copy(self.model), key
+            self._net, self._net_key = frozen_eval_copy(self.model), key
 
     def _grad(self, x, labels, targets):
         """(loss, input gradient, misclassified) per row; on a CPU in chunks of `chunk` rows."""
@@ -262,19 +260,6 @@ def _keep(st, keep) -> None:
     for name, value in vars(st).items():
         if isinstance(value, torch.Tensor):
             setattr(st, name, value[keep])
-
-
-def attack_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A frozen copy of the eval-mode `model` with every BatchNorm that follows a convolution or linear layer folded
-    into its weights (torch.fx), in channels_last. A model torch.fx cannot trace is copied without folding, with a
-    warning."""
-    try:
-        net = fuse(model)
-    except Exception as err:
-        warnings.warn(f"torch.fx cannot trace the model ({type(err).__name__}: {err}); APGD runs on an unfolded "
-                      "copy", stacklevel=4)
-        net = copy.deepcopy(model)
-    return net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
 
 
 def lipschitz_terms(clean_logits, adv_logits, clean, adv) -> torch.Tensor:

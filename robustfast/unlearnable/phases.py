@@ -5,40 +5,20 @@
   the gradient negated, gradients taken w.r.t. the input only;
 - `class_mean_update`: the class-wise rule δ_k ← clamp(mean of η_i over the batch's samples of class k, ±ε);
 - `count_errors`: the stop test's misclassifications on x + δ;
-- `frozen_eval_copy`: the surrogate as the δ phase and the stop test see it, BatchNorm folded into the convolutions.
 
 The caller puts the model in the right mode (train for the θ phase; eval with frozen parameters otherwise).
 """
 from __future__ import annotations
 
-import copy
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.experimental.optimization import fuse
 
 from robustfast.ops import pgd_step
 
 # Bounds for the last step: η = x' − x₀ must be taken *before* the [0, 1] clamp (spec §2b), and with
 # ε ≤ 1 these never bind, so pgd_step returns x₀ + clip(x″ − x₀, ±ε) unclamped.
 _OPEN_LOWER, _OPEN_UPPER = -1.0, 2.0
-
-
-def frozen_eval_copy(model: nn.Module) -> nn.Module:
-    """A copy of `model` (in eval mode) with frozen parameters, every BatchNorm that follows a convolution or linear
-    layer folded into its weights (torch.fx), in channels_last. It computes the eval-mode model's function, rounded
-    differently: on a 2-core CPU a forward and input-backward pass takes half the time of the model's own.
-    A model torch.fx cannot trace is copied without folding, with a warning."""
-    try:
-        folded = fuse(model)
-    except Exception as err:
-        warnings.warn(f"torch.fx cannot trace the surrogate ({type(err).__name__}: {err}); its BatchNorm layers "
-                      "are not folded", stacklevel=3)
-        folded = copy.deepcopy(model)
-    folded.requires_grad_(False)
-    return folded.to(memory_format=torch.channels_last)
 
 
 def _logits(model: nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:

@@ -27,11 +27,11 @@ from robustfast.training.checkpoint import (
     optimizer_to_checkpoint,
     save_checkpoint,
 )
+from robustfast.models.fold import frozen_eval_copy
 from robustfast.unlearnable.batches import NOISE, THETA, BatchCycle, stratified_subset
 from robustfast.unlearnable.phases import (
     class_mean_update,
     count_errors,
-    frozen_eval_copy,
     minimize_noise,
     train_surrogate,
 )

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustfast.models import ResNet18
-from robustfast.unlearnable.phases import frozen_eval_copy
+from robustfast.models.fold import frozen_eval_copy
 
 from .helpers import tiny_model
 
