@@ -203,6 +203,28 @@ def test_cul_trajectory_at_32_with_a_small_resnet(one_thread):
     assert rows[-1]["hist"][s.target] >= 0.95 and detect_label(exp) == s.target, table
 
 
+@pytest.mark.slow
+def test_rnp_on_a_wider_cnn_removes_the_backdoor_at_a_small_ca_loss(one_thread):
+    """RNP on SmallCNN-64 (448 BN channels instead of 56): the backdoor goes (ASR < 0.10 at some τ ≤ 0.3), with
+    ASR non-increasing in τ and 0 by τ = 0.8. On model seed 0 over unlearning seeds 0-4 the CA loss is < 2 points
+    (the issue's target; measured 1.4-1.9); on model seeds 1-4 (unlearning seed 0) it is 2.2-3.1, asserted
+    ≤ 3.5 (README: EBYD). SmallCNN-8 misses both."""
+    from robustfast.backdoor.ebyd_setup import digits_setting
+
+    runs = [(0, seed, 0.02) for seed in range(5)] + [(model, 0, 0.035) for model in range(1, 5)]
+    settings = {}
+    for model, seed, max_loss in runs:
+        if model not in settings:
+            settings[model] = digits_setting("badnets", seed=model, width=64)
+        s = settings[model]
+        res = rnp(s.model, s.defense, test_set=s.test, asr_set=s.asr, augment=crop_flip, seed=seed)
+        table = f"model {model}, unlearning seed {seed}\n{res.table()}"
+        removed = [res.clean_acc[i] for i, t in enumerate(res.taus) if t <= 0.3 and res.asr[i] < 0.10]
+        assert removed and res.base_clean_acc - max(removed) < max_loss, table
+        assert all(b <= a + 0.05 for a, b in zip(res.asr, res.asr[1:], strict=False)), table
+        assert res.asr[res.taus.index(0.8)] == 0.0, table
+
+
 class TokenClassifier(torch.nn.Module):
     """A text-like model: a LongTensor of token ids in, logits out (its padding mask computed inside)."""
 
