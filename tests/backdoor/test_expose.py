@@ -212,10 +212,8 @@ def test_rnp_on_a_wider_cnn_removes_the_backdoor_at_a_small_ca_loss(one_thread):
     from robustfast.backdoor.ebyd_setup import digits_setting
 
     runs = [(0, seed, 0.02) for seed in range(5)] + [(model, 0, 0.035) for model in range(1, 5)]
-    settings = {}
+    settings = {model: digits_setting("badnets", seed=model, width=64) for model in range(5)}
     for model, seed, max_loss in runs:
-        if model not in settings:
-            settings[model] = digits_setting("badnets", seed=model, width=64)
         s = settings[model]
         res = rnp(s.model, s.defense, test_set=s.test, asr_set=s.asr, augment=crop_flip, seed=seed)
         table = f"model {model}, unlearning seed {seed}\n{res.table()}"
