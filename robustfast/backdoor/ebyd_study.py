@@ -134,14 +134,16 @@ def _pick(exposure) -> int:
 
 
 def exposure_table(triggers=("badnets", "blend", "wanet"), *, seed: int = 0, size: int = 16,
-                   arch: str = "smallcnn", width: int = 8, epochs: int = 10, nc_epochs: int = 10,
-                   nc_per_class: int = 20, mmbd_steps: int = 300, cd_steps: int = 100, cd_rate: float = 0.1,
+                   arch: str = "smallcnn", width: int = 8, epochs: int = 10, cul_lr: float = CUL_LR,
+                   stop_acc: float | None = None, nc_epochs: int = 10, nc_per_class: int = 20, mmbd_steps: int = 300,
+                   mmbd_images: int = 30, cd_steps: int = 100, cd_rate: float = 0.1,
                    methods=METHODS, device: str = "auto", cache=None) -> list[dict]:
     """Per trigger: one backdoored model; for the original and each exposure method (spec defaults, CUL at
-    CUL_LR; a sweep's point chosen by _pick): accuracy on D, ASR, argmax h and h(t) on D (label detection),
-    s on the test set (the model-detection statistic), NC's anomaly index of t and whether t is flagged with the
-    smallest norm, MMBD's p and class, CD-L's AUROC (β 10, as the CD release) on the test set with a share
-    `cd_rate` triggered. Then RNP. Returns one row per (trigger, method)."""
+    `cul_lr`, stopped at `stop_acc` when given; a sweep's point chosen by _pick): accuracy on D, ASR, argmax h
+    and h(t) on D (label detection), s on the test set (the model-detection statistic), NC's anomaly index of t
+    and whether t is flagged with the smallest norm, MMBD's p and class (None when `mmbd_steps` is 0), CD-L's
+    AUROC (β 10, as the CD release) on the test set with a share `cd_rate` triggered. Then RNP. Returns one row
+    per (trigger, method), then one per trigger for RNP."""
     dev = resolve_device(device)
     kw = {"size": size, "arch": arch, "width": width, "epochs": epochs, "device": dev}
     rows, removal = [], []
@@ -160,21 +162,23 @@ def exposure_table(triggers=("badnets", "blend", "wanet"), *, seed: int = 0, siz
                 model, point = s.model, ""
                 row = {"epoch": 0, **snapshot(s.model, *s.defense.tensors, 10, s.asr.tensors)}
             else:
-                opts = {"lr": CUL_LR} if method == "cul" else {}
+                opts = {"lr": cul_lr, "stop_acc": stop_acc} if method == "cul" else {}
                 exp = expose(s.model, s.defense, method, seed=seed, asr_set=s.asr, augment=crop_flip, **opts)
                 i = _pick(exp)
                 model, row = exp.models[min(i, len(exp.models) - 1)], exp.trajectory[i]
                 point = f"{SWEEP_KEY[method]}={row[SWEEP_KEY[method]]}" if method in SWEEP_KEY else f"ep {row['epoch']}"
             score = variance_score(histogram(predictions(model, x).cpu(), 10))
             nc = neural_cleanse(model, nc_data, epochs=nc_epochs, seed=seed)
-            found = mmbd(model, tuple(x.shape[1:]), steps=mmbd_steps, seed=seed)
+            found = (mmbd(model, tuple(x.shape[1:]), steps=mmbd_steps, images=mmbd_images, seed=seed)
+                     if mmbd_steps else None)
             cd = detect(model, TensorDataset(cd_x, y), poison_mask=cd_mask, steps=cd_steps, beta=10.0,
                         progress=False)
             rows.append({"trigger": trigger, "exposure": method, "point": point, "acc D": row["acc"],
                          "ASR": row["asr"], "argmax h": int(row["hist"].argmax()), "h(t)": row["hist"][t].item(),
                          "s test": score, "NC index t": nc.anomaly[t].item(),
-                         "NC flags t": t in nc.flagged and int(nc.norms.argmin()) == t, "MMBD p": found.p_value,
-                         "MMBD class": found.label, "CD AUROC": cd.auroc})
+                         "NC flags t": t in nc.flagged and int(nc.norms.argmin()) == t,
+                         "MMBD p": None if found is None else found.p_value,
+                         "MMBD class": None if found is None else found.label, "CD AUROC": cd.auroc})
             print(f"  {method} done ({time.perf_counter() - start:.0f} s)", flush=True)
         res = rnp(s.model, s.defense, test_set=s.test, asr_set=s.asr, augment=crop_flip, seed=seed)
         ok = [i for i, tau in enumerate(res.taus) if tau <= 0.3 and res.asr[i] < 0.10]

@@ -70,7 +70,10 @@ def expose_table(
     arch: str = typer.Option("smallcnn", help="smallcnn or wrn-10-1"),
     width: int = typer.Option(8, help="SmallCNN width"),
     epochs: int = typer.Option(10, help="training epochs of the backdoored models"),
-    mmbd_steps: int = typer.Option(300, help="MMBD steps"),
+    cul_lr: float = typer.Option(1e-3, help="CUL's Adam lr (the spec's 1e-5 is for ResNet-18 on CIFAR-10)"),
+    stop_acc: float = typer.Option(None, help="stop CUL after the first epoch with defense-set accuracy <= this"),
+    mmbd_steps: int = typer.Option(300, help="MMBD steps (0 skips MMBD)"),
+    mmbd_images: int = typer.Option(30, help="MMBD images per class"),
     cd_steps: int = typer.Option(100, help="Cognitive Distillation steps"),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     cache: str = typer.Option(None, help="folder keeping the trained models between runs"),
@@ -80,4 +83,5 @@ def expose_table(
     from robustfast.backdoor.ebyd_study import exposure_table
 
     exposure_table(tuple(t.strip() for t in triggers.split(",")), seed=seed, size=size, arch=arch, width=width,
-                   epochs=epochs, mmbd_steps=mmbd_steps, cd_steps=cd_steps, device=device, cache=cache)
+                   epochs=epochs, cul_lr=cul_lr, stop_acc=stop_acc, mmbd_steps=mmbd_steps, mmbd_images=mmbd_images,
+                   cd_steps=cd_steps, device=device, cache=cache)

@@ -173,6 +173,24 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def test_exposure_table_rows_and_options(monkeypatch):
+    """`robustfast expose-table` on the session's model: the original's row and CUL's (its lr and stop_acc
+    reach `expose`: it stops early), MMBD skipped at 0 steps, then RNP's removal row."""
+    from robustfast.backdoor import ebyd_study
+
+    monkeypatch.setattr(ebyd_study, "setting", lambda trigger, seed, **kw: backdoored())
+    rows = ebyd_study.exposure_table(("badnets",), methods=("cul",), cul_lr=CUL_LR, stop_acc=0.5, nc_epochs=1,
+                                     mmbd_steps=0, cd_steps=2)
+    none, cul_row, removal = rows
+    assert [none["exposure"], cul_row["exposure"]] == ["none", "cul"]
+    assert none["acc D"] > 0.9 and none["ASR"] > 0.9
+    epochs = int(cul_row["point"].removeprefix("ep "))
+    assert 0 < epochs < 20 and cul_row["acc D"] <= 0.5 and cul_row["argmax h"] == 0, cul_row
+    assert none["MMBD p"] is None and cul_row["MMBD class"] is None
+    assert 0.0 <= cul_row["CD AUROC"] <= 1.0 and cul_row["NC index t"] >= 0
+    assert removal["rnp"]["trigger"] == "badnets" and removal["rnp"]["CA"] > 0.9 and removal["rnp"]["ASR"] > 0.9
+
+
 @pytest.mark.slow
 def test_model_detection_and_mmbd_over_five_backdoored_and_five_clean_models(one_thread):
     """`robustfast expose-models` (seeds 0-4, references 5-7): the spec's SGD recipe flags every model (FPR 1.0);
